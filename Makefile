@@ -1,0 +1,31 @@
+# memlab developer commands. `make install` then `make test`.
+PY ?= .venv/bin/python
+PIP ?= .venv/bin/pip
+export WANDB_MODE ?= disabled
+
+.PHONY: install test test-slow smoke bench bench-scores bench-prefix clean
+
+install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev,offline]'
+
+test:  ## the fast suite (no network, < 10 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow:  ## real-data and long tests (needs ../shared/data)
+	$(PY) -m pytest -q -m slow
+
+smoke:
+	$(PY) -m memlab experiment=smoke
+
+bench-scores:  ## issue 3's solver benchmark on real SST-2 with MiniLM (minutes; not part of make test)
+	$(PY) benchmarks/bench_scores.py
+
+bench-prefix:  ## epoch time with and without the frozen-prefix cache
+	$(PY) benchmarks/bench_prefix_cache.py
+
+bench: bench-prefix bench-scores
+
+clean:
+	rm -rf outputs multirun .cache wandb lightning_logs

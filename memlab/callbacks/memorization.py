@@ -1,0 +1,93 @@
+"""Callback that scores every training instance's memorization (Eq. 2) after fit and writes
+``<run>/memorization/``: scores.csv, top_bottom.md, diagnostics.json, score_vs_loss.png, and
+``memorization/seconds`` + the diagnostics in metrics.json. Resumable (chunked) and DDP-sharded."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from ..diagnostics import score_diagnostics
+from ..influence.functional import trainable_params
+from ..scoring import finalize_scores, score_training_set
+from ..utils.io import atomic_write_csv, atomic_write_text, to_jsonable, update_json
+
+log = logging.getLogger("memlab")
+
+
+class MemorizationScores(L.Callback):
+    def __init__(self, solver: dict, output_dir: str, batch_size: int = 32, batches_per_chunk: int = 32,
+                 compare_solver: dict | None = None, metrics_file: str | None = None, log_table: bool = True,
+                 enabled: bool = True):
+        self.solver_cfg = dict(solver)
+        self.compare_cfg = dict(compare_solver) if compare_solver else None
+        self.output_dir = Path(output_dir)
+        self.batch_size, self.batches_per_chunk = batch_size, batches_per_chunk
+        self.metrics_file = Path(metrics_file) if metrics_file else self.output_dir.parent / "metrics.json"
+        self.log_table, self.enabled = log_table, enabled
+        self.result: dict | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled:
+            self.result = self.score(trainer, pl_module)
+            pl_module.memorization = self.result  # later callbacks (attribution) reuse the solver
+
+    def _score_once(self, trainer, pl_module, solver_cfg: dict, out_dir: Path):
+        dm = trainer.datamodule
+        module = pl_module.scoring_module
+        params = trainable_params(module)
+        rank, world = trainer.global_rank, trainer.world_size
+        loader = dm.score_dataloader(self.batch_size)
+        sample_indices = dm.splits["train"].sample_indices()
+        fit_batches = [b for i, b in enumerate(loader) if i % world == rank]
+        all_reduce = (lambda t: trainer.strategy.reduce(t, reduce_op="sum")) if world > 1 else None
+        return score_training_set(module, params, pl_module.training_objective, loader, fit_batches, solver_cfg,
+                                  out_dir, sample_indices, self.batches_per_chunk, rank, world, all_reduce,
+                                  barrier=trainer.strategy.barrier)
+
+    def score(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict | None:
+        started = time.perf_counter()
+        pl_module.eval()
+        with torch.enable_grad():
+            frame, info = self._score_once(trainer, pl_module, self.solver_cfg, self.output_dir)
+            other = None
+            if self.compare_cfg:
+                other, _ = self._score_once(trainer, pl_module, self.compare_cfg,
+                                            self.output_dir / f"compare-{self.compare_cfg['name']}")
+        if trainer.global_rank != 0:
+            return None
+        dm = trainer.datamodule
+        texts = {int(e["sample_index"]): dm.describe(e) for e in dm.splits["train"].examples}
+        scores = finalize_scores(frame, texts)
+        seconds = time.perf_counter() - started
+        diagnostics = score_diagnostics(scores, info, other, self.compare_cfg and self.compare_cfg["name"])
+        diagnostics.update({"seconds": seconds, "fit_seconds": info["fit_seconds"], "spectrum": info["spectrum"]})
+        self.write_outputs(scores, diagnostics, dm)
+        metrics = {"memorization/seconds": seconds}
+        metrics.update({f"memorization/{k}": v for k, v in diagnostics.items()
+                        if isinstance(v, (int, float)) and v is not None})
+        update_json(self.metrics_file, metrics)
+        self.log_to_loggers(trainer, scores, metrics)
+        log.info("memorization scores of %d instances in %.1f s -> %s", len(scores), seconds, self.output_dir)
+        return {"scores": scores, "solver_info": info, "diagnostics": diagnostics, "output_dir": self.output_dir}
+
+    def write_outputs(self, scores, diagnostics, dm) -> None:
+        from ..studies.plots import disagreement_table, plot_score_vs_loss, write_top_bottom_markdown
+
+        out = self.output_dir
+        atomic_write_csv(scores, out / "scores.csv")
+        atomic_write_text(out / "diagnostics.json", json.dumps(to_jsonable(diagnostics), indent=2, default=str))
+        write_top_bottom_markdown(scores, out / "top_bottom.md", n=3, class_names=getattr(dm, "class_names", None))
+        plot_score_vs_loss(scores, out / "score_vs_loss.png")
+        atomic_write_csv(disagreement_table(scores, n=20), out / "disagreement.csv")
+
+    def log_to_loggers(self, trainer, scores, metrics) -> None:
+        for lg in trainer.loggers:
+            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            if self.log_table and type(lg).__name__ == "WandbLogger":
+                top = scores.sort_values("rank").head(1000)
+                lg.log_table(key="memorization/scores", dataframe=top)

@@ -1,0 +1,25 @@
+"""Callback that records the wall time of each training epoch (``train/epoch_seconds`` is the mean)."""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+class EpochTimer(L.Callback):
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._last = time.perf_counter()  # epoch end excludes the validation loop that follows
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(getattr(self, "_last", time.perf_counter()) - self._start)
+
+    @property
+    def mean_seconds(self) -> float:
+        return sum(self.seconds) / len(self.seconds) if self.seconds else float("nan")

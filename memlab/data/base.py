@@ -1,0 +1,122 @@
+"""What every memlab data module shares: splits held as ``Dataset``s of dict examples that carry a
+stable ``sample_index``, a train split that leaves out a given set of indices (the removal
+studies), deterministic loaders for scoring, and one-line errors for bad input.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message is one line that says what to change."""
+
+
+class ListDataset(Dataset):
+    """Examples held as a list of dicts (tensors inside); ``sample_index`` travels with each."""
+
+    def __init__(self, examples: Sequence[dict]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.examples[i]
+
+    def sample_indices(self) -> list[int]:
+        return [int(e["sample_index"]) for e in self.examples]
+
+    def without(self, exclude: Iterable[int]) -> "ListDataset":
+        drop = {int(i) for i in exclude}
+        return ListDataset([e for e in self.examples if int(e["sample_index"]) not in drop])
+
+    def map(self, fn: Callable[[list[dict]], list[dict]]) -> "ListDataset":
+        return ListDataset(fn(self.examples))
+
+
+class MemlabDataModule(L.LightningDataModule):
+    """Base of the text and image data modules.
+
+    Subclasses implement :meth:`build_splits` returning ``{"train","val","test"} -> ListDataset``
+    and :meth:`collate`. ``exclude`` (sample indices) is removed from the train split only.
+    """
+
+    num_classes: int = 2
+    class_names: list[str] = []
+
+    def __init__(self, batch_size: int = 32, eval_batch_size: int = 64, num_workers: int = 0,
+                 exclude: Iterable[int] | None = None, seed: int = 0, shuffle_seed: int | None = None):
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.exclude = sorted({int(i) for i in (exclude or [])})
+        self.seed = seed  # splits and subsamples: fixed across training seeds (removal needs it)
+        self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed  # follows the training seed
+        self.splits: dict[str, ListDataset] | None = None
+        self.full_train: ListDataset | None = None
+
+    # -- to implement -------------------------------------------------------------------------
+    def build_splits(self) -> dict[str, ListDataset]:
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self, example: dict) -> str:
+        """Human-readable text of one example (the ``text`` column of scores.csv)."""
+        return f"#{int(example['sample_index'])}"
+
+    # -- shared -------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        splits = self.build_splits()
+        for name, ds in splits.items():
+            if len(ds) == 0:
+                raise DataError(f"the {name} split is empty; check data.dir and the split sizes")
+        self.full_train = splits["train"]
+        unknown = set(self.exclude) - set(self.full_train.sample_indices())
+        if unknown:
+            raise DataError(f"{len(unknown)} excluded sample_index values are not in the train split "
+                            f"(e.g. {sorted(unknown)[:3]}); was the ranking computed on other data?")
+        splits["train"] = self.full_train.without(self.exclude)
+        if len(splits["train"]) == 0:
+            raise DataError("removal left the train split empty; lower removal.pct")
+        self.splits = splits
+
+    def set_exclude(self, exclude: Iterable[int]) -> None:
+        """Leave these ``sample_index`` values out of the train split (after setup too)."""
+        self.exclude = sorted({int(i) for i in exclude})
+        if self.splits is not None:
+            self.splits["train"] = self.full_train.without(self.exclude)
+
+    def transform_splits(self, fn: Callable[[str, ListDataset], ListDataset]) -> None:
+        """Replace every split (and the full train split) by ``fn(name, split)`` (the prefix cache)."""
+        assert self.splits is not None, "call setup() first"
+        self.full_train = fn("train", self.full_train)
+        self.splits = {name: fn(name, ds) if name != "train" else self.full_train.without(self.exclude)
+                       for name, ds in self.splits.items()}
+
+    def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+        g = torch.Generator().manual_seed(self.shuffle_seed)
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+                          num_workers=self.num_workers, generator=g if shuffle else None,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits["train"], True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits["val"], False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.splits["test"], False, self.eval_batch_size)
+
+    def score_dataloader(self, batch_size: int | None = None) -> DataLoader:
+        """The (reduced) train split in a fixed order: what memorization scores are computed on."""
+        return self._loader(self.splits["train"], False, batch_size or self.batch_size)

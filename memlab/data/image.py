@@ -1,0 +1,226 @@
+"""Image classification as the study ran CIFAR-10: a frozen pretrained backbone turns every picture
+into a grid of features once (cached on disk), and only a small head is trained on top.
+
+Examples are ``{"features": FloatTensor[C, 7, 7], "labels": long, "sample_index": int}``; the
+``sample_index`` is the row of the picture in the source's original train split (its test split for
+test examples), so it survives subsampling and removal. ``images(sample_indices)`` gives the pictures
+back for heat-map overlays.
+
+Splits: seeded subsamples of ``train_size`` / ``val_size`` / ``test_size``; ``val`` is carved out of
+the train split (disjoint from ``train``) when the source has no val split of its own.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from memlab.data.base import DataError, ListDataset, MemlabDataModule
+from memlab.data.feature_cache import FEATURE_DTYPES, cache_file, cache_key, cached_features
+from memlab.data.image_sources import ImageSource, open_source
+from memlab.model.backbones import build_backbone, extract_features, weights_tag
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+GENERATED_DEFAULT_SIZES = {"train": 64, "val": 32, "test": 32}
+NATURAL_CHANNELS = {"resnet50": 2048, "efficientnet_lite0": 1280}
+RANDOM_DEFAULT_CHANNELS = 16
+CACHE_FORMAT = 1  # bump when the meaning of cached files changes
+
+
+class FeatureDataset(ListDataset):
+    """Examples whose features are stored compactly (float16 by default); items come out float32."""
+
+    def __getitem__(self, i: int) -> dict:
+        example = self.examples[i]
+        if example["features"].dtype != torch.float32:
+            example = {**example, "features": example["features"].float()}
+        return example
+
+    def without(self, exclude: Iterable[int]) -> "FeatureDataset":
+        return FeatureDataset(super().without(exclude).examples)
+
+    def map(self, fn) -> "FeatureDataset":
+        return FeatureDataset(fn(self.examples))
+
+
+class ImageFeatureDataModule(MemlabDataModule):
+    """Frozen-backbone grid features of an image data set.
+
+    Args:
+        source: ``hub`` (CIFAR-10 downloaded by torchvision into ``dir``), ``local`` (``dir`` holds
+            ``cifar-10-batches-py`` or ``train/ test/ [val/]`` class folders), ``fashion_mnist``
+            (IDX files in ``dir``, default Debian's /usr/share/datasets/fashion-mnist) or
+            ``generated`` (tiny coloured pictures, for tests).
+        backbone: ``resnet50`` (2048x7x7), ``efficientnet_lite0`` (1280x7x7) or ``random`` (tiny).
+        train_size, val_size, test_size: seeded subsample sizes; ``None`` takes everything left
+            (``val_size=None`` carves a tenth of the train split when the source has no val split).
+        exclude: train ``sample_index`` values left out (the removal studies).
+        cache_dir: where feature files go; ``None`` recomputes features at every setup.
+        feature_dtype: dtype on disk and in memory (``float16`` halves both); batches are float32.
+        seed: the data seed (subsamples; also the random backbone's init); ``shuffle_seed`` the
+            training seed (loader order), see :class:`MemlabDataModule`.
+        image_size: resize ImageFolder pictures to this square size (needed when sizes differ).
+        device: where the backbone runs (``auto``: CUDA when available).
+        num_classes: classes of the generated source (1..8); for other sources a check (the model
+            config reads ``data.num_classes``).
+        feature_channels: C of the features: the backbone's (2048, 1280) or the random net's width
+            (default 16); the model config reads ``data.feature_channels``.
+    """
+
+    def __init__(self, source: str, backbone: str, dir: str | os.PathLike | None = None,
+                 train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
+                 seed: int = 0, batch_size: int = 32, exclude: Iterable[int] | None = None,
+                 cache_dir: str | os.PathLike | None = None, feature_dtype: str = "float16",
+                 eval_batch_size: int = 64, num_workers: int = 0, image_size: int | None = None,
+                 extract_batch_size: int = 64, device: str = "auto", num_classes: int | None = None,
+                 feature_channels: int | None = None, shuffle_seed: int | None = None):
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         exclude=exclude, seed=seed, shuffle_seed=shuffle_seed)
+        if feature_dtype not in FEATURE_DTYPES:
+            raise DataError(f"unknown data.feature_dtype={feature_dtype!r}; use one of {', '.join(FEATURE_DTYPES)}")
+        self.source_name = source
+        self.dir = None if dir is None else str(dir)
+        self.backbone_name = backbone
+        sizes = {"train": train_size, "val": val_size, "test": test_size}
+        if source == "generated":
+            sizes = {k: GENERATED_DEFAULT_SIZES[k] if v is None else v for k, v in sizes.items()}
+        self.sizes = {k: None if v is None else int(v) for k, v in sizes.items()}
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.feature_dtype = feature_dtype
+        self.image_size = image_size
+        self.extract_batch_size = extract_batch_size
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        natural = NATURAL_CHANNELS.get(backbone)
+        if natural is not None and feature_channels not in (None, natural):
+            raise DataError(f"data.backbone={backbone} gives {natural} channels, not data.feature_channels="
+                            f"{feature_channels}; pass data.feature_channels={natural}")
+        self.feature_channels = int(feature_channels or natural or RANDOM_DEFAULT_CHANNELS)
+        self.requested_num_classes = None if num_classes is None else int(num_classes)
+        self.cache_hits: dict[str, bool] = {}
+
+    # -- the source ---------------------------------------------------------------------------------
+    @cached_property
+    def source(self) -> ImageSource:
+        # A quarter more generated pictures than asked for, so that subsampling really picks.
+        wanted_train = (self.sizes["train"] or 0) + (self.sizes["val"] or 0)
+        generated = (wanted_train + (wanted_train + 3) // 4, (self.sizes["test"] or 0) * 5 // 4 or 1)
+        return open_source(self.source_name, self.dir, image_size=self.image_size,
+                           generated_sizes=generated, num_classes=self.requested_num_classes or 4)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # -- splits -------------------------------------------------------------------------------------
+    def _select(self) -> dict[str, tuple[str, np.ndarray]]:
+        """Per split: (source split it is read from, sorted row indices there). Seeded by ``seed``."""
+        src, rng = self.source, np.random.default_rng(self.seed)
+        n_train = len(src.load("train"))
+        own_val = "val" in src.splits
+        want = dict(self.sizes)
+        if want["val"] is None and not own_val:
+            want["val"] = max(1, n_train // 10)
+        carved = 0 if own_val else want["val"]
+        if want["train"] is None:
+            want["train"] = n_train - carved
+        if want["train"] + carved > n_train:
+            raise DataError(f"{src.name} has {n_train} train images, fewer than data.train_size={want['train']}"
+                            + (f" + data.val_size={carved}" if carved else "")
+                            + f"; pass data.train_size={max(n_train - carved, 1)} or less")
+        order = rng.permutation(n_train)
+        chosen = {"train": ("train", order[: want["train"]])}
+        if own_val:
+            chosen["val"] = ("val", self._subsample(rng, "val", want["val"]))
+        else:
+            chosen["val"] = ("train", order[want["train"]: want["train"] + carved])
+        chosen["test"] = ("test", self._subsample(rng, "test", want["test"]))
+        for name, (_, rows) in chosen.items():
+            if len(rows) == 0:
+                raise DataError(f"the {name} split is empty (data.{name}_size={want[name]}); "
+                                f"pass data.{name}_size=N with N >= 1")
+        return {k: (split, np.sort(rows)) for k, (split, rows) in chosen.items()}
+
+    def _subsample(self, rng: np.random.Generator, split: str, size: int | None) -> np.ndarray:
+        n = len(self.source.load(split))
+        size = n if size is None else size
+        if size > n:
+            raise DataError(f"{self.source.name} has {n} {split} images, fewer than data.{split}_size={size}; "
+                            f"pass data.{split}_size={n} or less")
+        return rng.permutation(n)[:size]
+
+    def _cache_fields(self, split: str) -> dict[str, Any]:
+        return {"format": CACHE_FORMAT, "dataset": self.source.identity, "split": split,
+                "sizes": [self.sizes[s] for s in SPLITS], "seed": self.seed, "backbone": self.backbone_name,
+                "weights": weights_tag(self.backbone_name, seed=self.seed, channels=self.feature_channels),
+                "dtype": self.feature_dtype}
+
+    def build_splits(self) -> dict[str, ListDataset]:
+        if self.requested_num_classes not in (None, self.num_classes):  # a missing folder fails here too
+            raise DataError(f"data.num_classes={self.requested_num_classes} but {self.source.name} has "
+                            f"{self.num_classes} classes; pass data.num_classes={self.num_classes}")
+        selection: dict[str, tuple[str, np.ndarray]] | None = None
+        backbone = None
+
+        def compute(split: str):
+            nonlocal selection, backbone
+            if selection is None:
+                selection = self._select()
+            if backbone is None:
+                backbone = build_backbone(self.backbone_name, seed=self.seed, channels=self.feature_channels)
+            source_split, rows = selection[split]
+            data = self.source.load(source_split)
+            features = extract_features(backbone, data.images[rows], batch_size=self.extract_batch_size,
+                                        device=self.device, dtype=FEATURE_DTYPES[self.feature_dtype],
+                                        desc=f"{self.backbone_name} features: {split}")
+            return features, torch.from_numpy(data.labels[rows]), torch.from_numpy(rows)
+
+        splits = {}
+        for split in SPLITS:
+            fields = self._cache_fields(split)
+            if self.cache_dir is None:
+                features, labels, rows = compute(split)
+                payload, hit = {"features": features, "labels": labels, "sample_index": rows}, False
+            else:
+                path = cache_file(self.cache_dir, self.source.name, split, self.backbone_name, cache_key(fields))
+                payload, hit = cached_features(path, fields, lambda: compute(split))
+                log.info("%s features for %s: %s %s", split, self.source.name, "loaded" if hit else "saved", path)
+            self.cache_hits[split] = hit
+            splits[split] = self._examples(payload)
+        return splits
+
+    @staticmethod
+    def _examples(payload: dict[str, Any]) -> FeatureDataset:
+        features, labels = payload["features"], payload["labels"].long()
+        rows = payload["sample_index"].tolist()
+        return FeatureDataset([{"features": features[i], "labels": labels[i], "sample_index": int(rows[i])}
+                               for i in range(len(rows))])
+
+    # -- batches and display ------------------------------------------------------------------------
+    def collate(self, examples: list[dict]) -> dict[str, Any]:
+        return {"features": torch.stack([e["features"] for e in examples]).float(),
+                "labels": torch.stack([torch.as_tensor(e["labels"]) for e in examples]).long(),
+                "sample_index": torch.tensor([int(e["sample_index"]) for e in examples], dtype=torch.long)}
+
+    def describe(self, example: dict) -> str:
+        return f"{self.class_names[int(example['labels'])]} #{int(example['sample_index'])}"
+
+    def images(self, sample_indices: Sequence[int], split: str = "train") -> np.ndarray:
+        """The original pictures, uint8 ``[N, H, W, 3]``, of these ``sample_index`` values of ``split``
+        (``val`` carved from train means train rows)."""
+        source_split = split if split in self.source.splits else "train"
+        data = self.source.load(source_split)
+        rows = np.asarray(list(sample_indices), dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(data)):
+            raise DataError(f"sample_index out of range for the {source_split} split of {self.source.name} "
+                            f"({len(data)} images); were the scores computed on other data?")
+        pictures = data.images[rows]
+        return np.repeat(pictures, 3, axis=-1) if pictures.shape[-1] == 1 else pictures

@@ -1,0 +1,97 @@
+"""Text classification data modules (SST-2, SNLI entailment-vs-not, Yahoo! Answers, generated toys).
+
+``source``: ``hub`` (real loading code, needs the network), ``local`` (``data.dir`` in the study's CSV
+layout) or ``generated``. Examples are tokenised once; each carries its stable ``sample_index``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from .base import DataError, ListDataset, MemlabDataModule
+from .text_sources import generate, read_hub, read_local
+
+
+class TextDataModule(MemlabDataModule):
+    def __init__(self, name: str, tokenizer: str, num_classes: int = 2, source: str = "local",
+                 dir: str | None = None, pair: bool = False, class_names: list[str] | None = None,
+                 max_length: int = 128, val_size: float | int = 0.1, test_size: float | int = 0.1,
+                 hub_id: str | None = None, train_size: int | None = None, generated_task: str = "sentiment",
+                 generated_sizes: tuple[int, int, int] = (96, 32, 32), **kwargs):
+        super().__init__(**kwargs)
+        self.name, self.source, self.dir, self.pair = name, source, dir, pair
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.max_length, self.val_size, self.test_size = max_length, val_size, test_size
+        self.hub_id, self.train_size = hub_id, train_size
+        self.generated_task, self.generated_sizes = generated_task, tuple(generated_sizes)
+        self.tokenizer_name = tokenizer
+        self._tokenizer = None
+        self.frames = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from ..model.encoders import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    def read_frames(self):
+        if self.source == "local":
+            if not self.dir:
+                raise DataError("data.source=local needs data.dir=DIR (a folder with train.csv)")
+            return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size)
+        if self.source == "hub":
+            if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise DataError(f"data.source=hub but the hub is offline; use data.source=local data.dir=DIR")
+            return read_hub(self.name, self.seed, self.hub_id, self.train_size)
+        if self.source == "generated":
+            return generate(self.generated_task, self.generated_sizes, self.seed)
+        raise DataError(f"unknown data.source={self.source!r} (hub, local, generated)")
+
+    def build_splits(self) -> dict[str, ListDataset]:
+        self.frames = self.read_frames()
+        return {split: ListDataset(self.tokenize(df)) for split, df in self.frames.items()}
+
+    def tokenize(self, df) -> list[dict]:
+        texts = df["text"].tolist()
+        pairs = df["text_pair"].tolist() if self.pair else None
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        has_types = "token_type_ids" in enc and self.pair
+        out = []
+        for i, (label, idx) in enumerate(zip(df["label"].tolist(), df["sample_index"].tolist())):
+            ex = {"input_ids": torch.tensor(enc["input_ids"][i]), "labels": torch.tensor(label),
+                  "sample_index": int(idx), "text": texts[i] if not self.pair else f"{texts[i]} ||| {pairs[i]}"}
+            if has_types:
+                ex["token_type_ids"] = torch.tensor(enc["token_type_ids"][i])
+            out.append(ex)
+        return out
+
+    def collate(self, examples: list[dict]) -> dict:
+        pad = self.tokenizer.pad_token_id or 0
+        ids = [e["input_ids"] for e in examples]
+        batch = {"input_ids": pad_sequence(ids, batch_first=True, padding_value=pad),
+                 "labels": torch.stack([e["labels"] for e in examples]),
+                 "sample_index": torch.tensor([e["sample_index"] for e in examples])}
+        batch["attention_mask"] = pad_sequence([torch.ones_like(i) for i in ids], batch_first=True)
+        if "token_type_ids" in examples[0]:
+            batch["token_type_ids"] = pad_sequence([e["token_type_ids"] for e in examples], batch_first=True)
+        if "hidden" in examples[0]:
+            batch["hidden"] = pad_sequence([e["hidden"].float() for e in examples], batch_first=True)
+        return batch
+
+    def describe(self, example: dict) -> str:
+        return example["text"]
+
+    def fingerprint(self) -> str:
+        """Hash of the tokenised data (all splits): the key of caches derived from it."""
+        h = hashlib.sha1(f"{self.name}|{self.tokenizer_name}|{self.max_length}".encode())
+        for split in ("train", "val", "test"):
+            for e in (self.full_train if split == "train" else self.splits[split]).examples:
+                h.update(e["input_ids"].numpy().tobytes())
+                h.update(str(e["sample_index"]).encode())
+        return h.hexdigest()[:16]

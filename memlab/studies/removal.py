@@ -1,0 +1,248 @@
+"""Marginal utility of memorized instances (paper Fig. 1): which instances a removal job drops,
+and the summary of a sweep of removal jobs.
+
+A removal job retrains without X% of the training set, chosen by ``strategy``:
+``top`` (most memorized first), ``bottom`` (least memorized first) or ``random`` (seeded). When
+it ends, each job writes ``<job dir>/removal_job.json``::
+
+    {"strategy": "top", "removal_pct": 10, "seed": 0, "status": "ok", "test_acc": 0.875,
+     "min_removed_score": 3.2, "n_removed": 692}
+
+with ``"status": "failed"`` and an ``"error"`` message when it did not finish. A job dir without it
+is still read from its ``metrics.json`` (``test_acc``) and ``.hydra/overrides.yaml``
+(``...strategy=``, ``...removal_pct=`` or ``...pct=``, ``...seed=``). X = 0 is the full data set,
+shared by all strategies.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from memlab.studies import new_figure, save_csv, save_figure, save_text
+
+STRATEGIES = ("top", "bottom", "random")
+JOB_FILE = "removal_job.json"
+SUMMARY_COLUMNS = ["strategy", "removal_pct", "seed", "test_acc", "min_removed_score"]
+
+
+def n_to_remove(n: int, pct: float) -> int:
+    """round(n * pct / 100), within [0, n]."""
+    if not 0 <= pct <= 100:
+        raise ValueError(f"removal pct must be in [0, 100], got {pct}")
+    return min(n, int(round(n * pct / 100.0)))
+
+
+def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int = 0) -> list[int]:
+    """The sample indices a removal job drops, sorted ascending.
+
+    ``top``: the highest ``mem_score`` first; ``bottom``: the lowest first; ties broken by the
+    smaller ``sample_index``. ``random``: a uniform draw of the same size from
+    ``numpy.random.default_rng(seed)`` over the sorted sample indices, independent of the scores.
+    """
+    n = len(scores_df)
+    m = n_to_remove(n, pct)
+    if strategy == "random":
+        ids = np.sort(scores_df["sample_index"].to_numpy())
+        chosen = np.random.default_rng(seed).choice(n, size=m, replace=False)
+        return sorted(int(i) for i in ids[chosen])
+    if strategy not in ("top", "bottom"):
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    ordered = scores_df.sort_values(["mem_score", "sample_index"],
+                                    ascending=[strategy == "bottom", True], kind="mergesort")
+    return sorted(int(i) for i in ordered["sample_index"].head(m))
+
+
+def min_removed_score(scores_df: pd.DataFrame, removed: Sequence[int]) -> float:
+    """The lowest ``mem_score`` among the removed instances (Fig. 1, bottom); NaN when none."""
+    chosen = scores_df.loc[scores_df["sample_index"].isin(list(removed)), "mem_score"]
+    return float(chosen.min()) if len(chosen) else math.nan
+
+
+def _read_overrides(path: Path) -> dict:
+    """``key=value`` lines of Hydra's overrides.yaml, by the last component of the key."""
+    import yaml
+
+    items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(items, list):
+        raise ValueError("not a list of overrides")
+    out = {}
+    for item in items:
+        if isinstance(item, str) and "=" in item:
+            key, value = item.split("=", 1)
+            out[key.lstrip("+~").rsplit(".", 1)[-1]] = value
+    return out
+
+
+def _job_from_hydra(job_dir: Path) -> dict:
+    """A job record from metrics.json + .hydra/overrides.yaml (jobs that wrote no removal_job.json)."""
+    overrides = _read_overrides(job_dir / ".hydra" / "overrides.yaml")
+    metrics = json.loads((job_dir / "metrics.json").read_text(encoding="utf-8"))
+    acc = next((metrics[k] for k in ("test_acc", "test/acc", "test_accuracy", "test/accuracy")
+                if k in metrics), None)
+    if acc is None:
+        raise ValueError("metrics.json has no test_acc")
+    pct = overrides.get("removal_pct", overrides.get("pct"))
+    if "strategy" not in overrides or pct is None or "seed" not in overrides:
+        raise ValueError("overrides.yaml does not name strategy, removal_pct and seed")
+    return {"strategy": overrides["strategy"], "removal_pct": pct, "seed": overrides["seed"],
+            "status": "ok", "test_acc": acc, "min_removed_score": metrics.get("min_removed_score")}
+
+
+def _is_job_dir(path: Path) -> bool:
+    return (path / JOB_FILE).exists() or (path / ".hydra").is_dir() or (path / "metrics.json").exists()
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    found = []
+    for root, dirs, _ in os.walk(sweep_dir):
+        if _is_job_dir(Path(root)):
+            found.append(Path(root))
+            dirs[:] = []  # a job's own sub-folders (checkpoints, logs) are not jobs
+        else:
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return found
+
+
+def collect_sweep(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None = None
+                  ) -> tuple[pd.DataFrame, list[str]]:
+    """Read every removal job under ``sweep_dir`` into a summary, never raising on a bad job.
+
+    Returns ``(summary, problems)``: one row per finished job with columns ``strategy,
+    removal_pct, seed, test_acc, min_removed_score``, sorted by strategy, X% and seed; and one
+    line per job dir that is failed, unfinished or unreadable, plus duplicated runs. With
+    ``scores_df`` a missing ``min_removed_score`` is recomputed from the scores.
+    """
+    sweep_dir = Path(sweep_dir)
+    problems: list[str] = []
+    if not sweep_dir.is_dir():
+        return pd.DataFrame(columns=SUMMARY_COLUMNS), [f"{sweep_dir}: sweep dir does not exist"]
+    rows = []
+    for job_dir in _job_dirs(sweep_dir):
+        name = str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else "."
+        try:
+            if (job_dir / JOB_FILE).exists():
+                record = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+                if not isinstance(record, dict):
+                    raise ValueError(f"{JOB_FILE} is not a JSON object")
+            elif (job_dir / "metrics.json").exists() and (job_dir / ".hydra" / "overrides.yaml").exists():
+                record = _job_from_hydra(job_dir)
+            else:
+                problems.append(f"{name}: no {JOB_FILE} (job unfinished or crashed before writing it)")
+                continue
+            status = record.get("status", "ok")
+            if status != "ok":
+                problems.append(f"{name}: job {status}: {record.get('error') or 'no error message'}")
+                continue
+            missing = [k for k in ("strategy", "removal_pct", "seed", "test_acc") if record.get(k) is None]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            row = {"strategy": str(record["strategy"]), "removal_pct": float(record["removal_pct"]),
+                   "seed": int(record["seed"]), "test_acc": float(record["test_acc"]),
+                   "min_removed_score": (math.nan if record.get("min_removed_score") is None
+                                         else float(record["min_removed_score"]))}
+        except Exception as err:  # one unreadable job must not hide the others
+            problems.append(f"{name}: unreadable job record ({type(err).__name__}: {err})")
+            continue
+        if row["strategy"] not in STRATEGIES and row["removal_pct"] != 0:
+            problems.append(f"{name}: unknown strategy {row['strategy']!r}")
+            continue
+        if scores_df is not None and math.isnan(row["min_removed_score"]) and row["removal_pct"] > 0:
+            removed = select_removed(scores_df, row["strategy"], row["removal_pct"], row["seed"])
+            row["min_removed_score"] = min_removed_score(scores_df, removed)
+        rows.append(row)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = summary.sort_values(["strategy", "removal_pct", "seed"], kind="mergesort").reset_index(drop=True)
+    dup = summary[summary.duplicated(["strategy", "removal_pct", "seed"], keep=False)]
+    for (strategy, pct, seed), _ in dup.groupby(["strategy", "removal_pct", "seed"]):
+        problems.append(f"duplicate runs of strategy={strategy} removal_pct={pct:g} seed={seed}")
+    return summary, problems
+
+
+def aggregate_removal(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std test accuracy per strategy and X% (Fig. 1, top), with the lowest removed score.
+
+    Rows at X = 0 (the full data) are pooled over strategies and repeated for each strategy that
+    has a run, so every curve starts from the same point. Columns ``strategy, removal_pct,
+    test_acc_mean, test_acc_std, n_runs, min_removed_score``.
+    """
+    columns = ["strategy", "removal_pct", "test_acc_mean", "test_acc_std", "n_runs", "min_removed_score"]
+    if summary.empty:
+        return pd.DataFrame(columns=columns)
+    full = summary[summary["removal_pct"] == 0]
+    removed = summary[summary["removal_pct"] != 0]
+    strategies = [s for s in STRATEGIES if s in set(removed["strategy"])] or sorted(set(full["strategy"]))
+    rows = []
+    for strategy in strategies:
+        parts = [(0.0, full)] if len(full) else []
+        part = removed[removed["strategy"] == strategy]
+        parts += [(pct, g) for pct, g in part.groupby("removal_pct")]
+        for pct, g in parts:
+            acc = g["test_acc"].to_numpy(dtype=float)
+            scores = g["min_removed_score"].dropna()
+            rows.append({"strategy": strategy, "removal_pct": float(pct),
+                         "test_acc_mean": float(acc.mean()),
+                         "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                         "n_runs": int(len(acc)),
+                         "min_removed_score": float(scores.min()) if len(scores) else math.nan})
+    return pd.DataFrame(rows, columns=columns)
+
+
+_COLORS = {"top": "tab:red", "bottom": "tab:green", "random": "tab:blue"}
+_LABELS = {"top": "memorized (top-X%) removed", "bottom": "least memorized removed",
+           "random": "random removed"}
+
+
+def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | None = None):
+    """Fig. 1: top panel mean ± std test accuracy vs X% per strategy (error bars and a shaded
+    band), bottom panel the lowest memorization score among the removed top-X%."""
+    fig, axes = new_figure(2, 1, figsize=(6.0, 6.0), sharex=True,
+                           gridspec_kw={"height_ratios": [2, 1]})
+    ax_acc, ax_score = axes[0, 0], axes[1, 0]
+    for strategy, g in aggregate.groupby("strategy", sort=False):
+        g = g.sort_values("removal_pct")
+        x, mean, std = g["removal_pct"], g["test_acc_mean"], g["test_acc_std"]
+        color = _COLORS.get(strategy, None)
+        ax_acc.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color,
+                        label=_LABELS.get(strategy, strategy))
+        ax_acc.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+    ax_acc.set_ylabel("test accuracy")
+    if title:
+        ax_acc.set_title(title)
+    if len(aggregate):
+        ax_acc.legend(fontsize=8)
+    else:
+        ax_acc.text(0.5, 0.5, "no finished removal jobs", ha="center", va="center",
+                    transform=ax_acc.transAxes)
+    top = aggregate[(aggregate["strategy"] == "top") & (aggregate["removal_pct"] > 0)].dropna(
+        subset=["min_removed_score"]).sort_values("removal_pct")
+    if len(top):
+        ax_score.plot(top["removal_pct"], top["min_removed_score"], marker="s", color="tab:red")
+    ax_score.set_ylabel("lowest removed\nmem. score")
+    ax_score.set_xlabel("X% of training instances removed")
+    return save_figure(fig, path)
+
+
+def write_removal_summary(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None = None,
+                          out_dir: str | os.PathLike | None = None, title: str | None = None
+                          ) -> dict[str, Path]:
+    """Collect a sweep and write, into ``out_dir`` (default ``sweep_dir``): ``removal_summary.csv``
+    (one row per job), ``removal_aggregate.csv`` (mean ± std per strategy and X%),
+    ``removal.png`` (Fig. 1) and, when any, ``removal_problems.txt``. Returns the paths by kind
+    (``summary``, ``aggregate``, ``figure``, ``problems``)."""
+    summary, problems = collect_sweep(sweep_dir, scores_df)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    aggregate = aggregate_removal(summary)
+    paths = {"summary": save_csv(summary, out / "removal_summary.csv"),
+             "aggregate": save_csv(aggregate, out / "removal_aggregate.csv"),
+             "figure": plot_removal(aggregate, out / "removal.png", title=title)}
+    if problems:
+        paths["problems"] = save_text("\n".join(problems) + "\n", out / "removal_problems.txt")
+    elif (out / "removal_problems.txt").exists():
+        os.unlink(out / "removal_problems.txt")  # a stale list from an earlier collection
+    return paths

@@ -1,0 +1,110 @@
+"""The task every ``python -m memlab`` job runs: seed, build data/model/callbacks/loggers/trainer from
+the config, fit, test, and write ``metrics.json`` in the run directory. W&B is always finished, even
+when the job fails, so Hydra multirun jobs never merge into one W&B run.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from .callbacks.timing import EpochTimer
+from .utils.io import update_json
+
+log = logging.getLogger("memlab")
+
+
+def instantiate_list(group: DictConfig | None) -> list:
+    """Instantiate every ``_target_`` entry of a config group that is a dict of objects."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+@contextlib.contextmanager
+def finish_wandb():
+    try:
+        yield
+    finally:
+        try:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+        except ImportError:
+            pass
+
+
+def build(cfg: DictConfig):
+    """(datamodule, model, trainer) from a composed config; no training happens here."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_list(cfg.get("callbacks")) + [EpochTimer()]
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, model, trainer
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and test one model; returns the metrics written to ``metrics.json``.
+
+    In a multirun, a failing job is logged and recorded (removal jobs: removal_job.json) instead of
+    stopping the sweep; the sweep report names it.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    removal = cfg.get("removal") and cfg.removal.get("strategy", "none") != "none"
+    with finish_wandb():
+        try:
+            return _run(cfg, output_dir, removal)
+        except Exception as err:
+            if removal:
+                from .studies.removal_job import finish_job_record
+
+                finish_job_record(output_dir, error=err)
+            if not _in_multirun():
+                raise
+            log.exception("job failed (the sweep goes on): %s", err)
+            return {"status": "failed", "error": str(err)}
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
+    started = time.perf_counter()
+    exclude = None
+    if removal:  # before build(): a ranking run must not disturb this job's seeded state
+        from .studies.removal_job import removal_exclusions
+
+        exclude = removal_exclusions(cfg, output_dir)
+    datamodule, model, trainer = build(cfg)
+    if exclude is not None:
+        datamodule.set_exclude(exclude)
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule)
+    if cfg.get("test", True):
+        trainer.test(model, datamodule=datamodule, verbose=False)
+    timer = next(c for c in trainer.callbacks if isinstance(c, EpochTimer))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics["train/epoch_seconds"] = timer.mean_seconds
+    metrics["train/n_examples"] = len(datamodule.splits["train"]) if datamodule.splits else 0
+    metrics["job/seconds"] = time.perf_counter() - started
+    metrics = update_json(output_dir / "metrics.json", metrics)
+    if removal:
+        from .studies.removal_job import finish_job_record
+
+        finish_job_record(output_dir, metrics)
+    log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    return metrics

@@ -1,0 +1,44 @@
+"""Shared fixtures: no network, no W&B account, few threads (2-core CI machines)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def compose(overrides: list[str], tmp_path: Path | None = None):
+    """A fully resolved memlab config, as `python -m memlab OVERRIDES` would see it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            out = str(tmp_path or ROOT / "outputs" / "test")
+            cfg.paths.output_dir = out
+            cfg.paths.root_dir = str(ROOT)
+            cfg.paths.cache_dir = str(Path(out) / "cache")
+            del cfg["hydra"]
+        OmegaConf.resolve(cfg)
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    return lambda *overrides: compose(["experiment=smoke", "logger=none", *overrides], tmp_path)

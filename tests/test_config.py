@@ -1,0 +1,24 @@
+"""Every experiment and config group option composes and resolves."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import CONF, compose
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes(experiment, tmp_path):
+    cfg = compose([f"experiment={experiment}"], tmp_path)
+    assert cfg.data._target_ and cfg.model._target_ and cfg.trainer._target_
+    assert cfg.model.num_classes == cfg.data.num_classes
+
+
+@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "solver"])
+def test_every_group_option_composes(group, tmp_path):
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert options, group
+    for option in options:
+        cfg = compose([f"{group}={option}"], tmp_path)
+        assert group in cfg or option in ("none",)
