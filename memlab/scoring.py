@@ -114,7 +114,7 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
     bar.close()
     barrier()
     info = {"solver": solver.describe(), "spectrum": _jsonable_spectrum(spectrum), "fit_seconds": fit_seconds,
-            "resumed_chunks": int(done_before), "chunks": n_chunks}
+            "resumed_chunks": int(done_before), "chunks": n_chunks, "solver_object": solver}
     if rank != 0:
         return None, info
     parts = [torch.load(chunk_dir / f"chunk-{c:05d}.pt", weights_only=True) for c in range(n_chunks)]

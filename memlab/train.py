@@ -59,6 +59,14 @@ def run(cfg: DictConfig) -> dict:
     In a multirun, a failing job is logged and recorded (removal jobs: removal_job.json) instead of
     stopping the sweep; the sweep report names it.
     """
+    task = cfg.get("task", "train")
+    if task != "train":
+        from .studies.tasks import TASKS
+
+        if task not in TASKS:
+            raise ValueError(f"unknown task={task!r}; choose train or one of {', '.join(TASKS)}")
+        with finish_wandb():
+            return TASKS[task](cfg)
     output_dir = Path(cfg.paths.output_dir)
     removal = cfg.get("removal") and cfg.removal.get("strategy", "none") != "none"
     with finish_wandb():

@@ -64,7 +64,7 @@ def damped_s(model, params, batch, objective, damping, examples):
         logits = functional_call(model, p, args=(), kwargs=feats)
         return F.cross_entropy(logits, batch["labels"]) + objective.l2_penalty(p)
 
-    hessian = torch.autograd.functional.hessian(loss, flat0)
+    hessian = torch.autograd.functional.hessian(loss, flat0, vectorize=True)
     rows = []
     for feats_i, label in examples:
         flat = flat0.clone().requires_grad_(True)
@@ -93,8 +93,17 @@ def brute_force_r(model, params, s, fixed, x, baseline, label, input_key, alphas
     return total
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def text_setup():
+def text_setup(single_thread):
     torch.manual_seed(0)
     model = TinyTextSuffix().to(DTYPE).train()  # train mode on purpose: dropout must not leak in
     params = trainable_params(model)

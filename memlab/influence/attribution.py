@@ -17,7 +17,7 @@ The integral is a quadrature over α (``rule``): ``"left"`` is the study's 50-po
 ∂/∂X[sᵀ∇θL] is computed per α point either forward-over-reverse (a jvp over θ in direction s of
 ∇_X L, the default: faster) or by double backward; all α points of an instance form one batch.
 (Reverse-over-forward, a grad over X of a θ-jvp, is not offered: in torch 2.14 torch.func returns
-wrong values for it through LayerNorm.)
+wrong values for it when the tangent runs through a LayerNorm weight.)
 
 Completeness (Σ_t attribution_t = M_replace) holds in the limit of many steps only if sᵀ∇θL is
 continuous along the path; a ReLU whose pre-activation changes sign on the path makes it jump (the
@@ -161,27 +161,33 @@ class _PathIntegrand:
 
 
 def replace_scores(module: nn.Module, params: Params, s: Tensor, inputs: Mapping[str, Tensor],
-                   baselines: Tensor, labels: Tensor, input_key: str = "hidden") -> Tensor:
+                   baselines: Tensor, labels: Tensor, input_key: str = "hidden", batch_size: int = 32) -> Tensor:
     """M_replace(z) = -sᵀ(∇θL(z) - ∇θL(z')) (paper Eq. 4 / Appendix B Eq. 21) for a batch.
 
     ``s`` [n, P], ``inputs`` batched [n, ...], ``baselines`` shaped like ``inputs[input_key]``, ``labels``
-    [n]. Each sᵀ∇θL is a forward-mode directional derivative (no [n, P] gradient matrix); the
-    objective's L2 term cancels in the difference and is left out.
+    [n]. Each sᵀ(∇θL(z) - ∇θL(z')) is one forward-mode directional derivative over the pair (X, X')
+    (no [n, P] gradient matrix); the objective's L2 term cancels in the difference and is left out.
     """
     x, fixed = _model_inputs(inputs, input_key)
+    x, baselines = x.detach(), baselines.detach()
     directions = unflatten(s.to(x.dtype), params)
+    labels = torch.as_tensor(labels, device=x.device).view(-1)
 
     def one(direction, xi, bi, fixed_i, label):
-        def loss_diff(p):
-            def ce(points):
-                feats = {k: v.unsqueeze(0) for k, v in fixed_i.items()}
-                feats[input_key] = points.unsqueeze(0)
-                return F.cross_entropy(logits_fn(module, p, feats), label.view(1))
-            return ce(xi) - ce(bi)
-        return -jvp(loss_diff, (params,), (direction,))[1]
+        def loss_difference(p):
+            feats = {k: v.unsqueeze(0).expand(2, *v.shape) for k, v in fixed_i.items()}
+            feats[input_key] = torch.stack([xi, bi])
+            losses = F.cross_entropy(logits_fn(module, p, feats), label.expand(2), reduction="none")
+            return losses[0] - losses[1]
+        return -jvp(loss_difference, (params,), (direction,))[1]
 
+    scores = []
     with _eval_mode(module):
-        return vmap(one)(directions, x, baselines, fixed, labels).detach()
+        for start in range(0, len(x), batch_size):
+            idx = slice(start, start + batch_size)
+            scores.append(vmap(one)({k: v[idx] for k, v in directions.items()}, x[idx], baselines[idx],
+                                    {k: v[idx] for k, v in fixed.items()}, labels[idx]).detach())
+    return torch.cat(scores)
 
 
 def memorization_attributions(module: nn.Module, params: Params, s: Tensor, inputs: Mapping[str, Tensor],
@@ -209,6 +215,7 @@ def memorization_attributions(module: nn.Module, params: Params, s: Tensor, inpu
     """
     del objective  # the L2 term has no X dependence: it drops out of r and of M_replace
     x, fixed = _model_inputs(inputs, input_key)
+    x, baselines = x.detach(), baselines.detach()
     if baselines.shape != x.shape:
         raise ValueError(f"baselines {tuple(baselines.shape)} must be shaped like X {tuple(x.shape)}")
     n = x.shape[0]
@@ -257,8 +264,7 @@ def memorization_attribution(module: nn.Module, params: Params, s: Tensor, input
     ``baseline`` shaped like ``inputs[input_key]``. See :func:`memorization_attributions`.
     """
     batched = {k: v.unsqueeze(0) for k, v in inputs.items() if torch.is_tensor(v) and k not in NON_MODEL_KEYS}
-    x = batched[input_key] if input_key in batched else None
-    label_t = torch.as_tensor(label, device=None if x is None else x.device).view(1)
+    label_t = torch.as_tensor(label, device=baseline.device).view(1)
     result = memorization_attributions(
         module, params, s.reshape(1, -1), batched, baseline.unsqueeze(0), label_t, input_key=input_key,
         steps=steps, rule=rule, objective=objective, batch_alphas=batch_alphas, batch_instances=1,

@@ -35,6 +35,7 @@ def lanczos(matvec: Matvec, dim: int, k: int, seed: int = 0, dtype: torch.dtype 
     q = q / q.norm()
     basis = torch.empty(min(k, dim), dim, dtype=dtype, device=device)
     alphas, betas = [], []
+    scale = 0.0
     for j in range(min(k, dim)):
         basis[j] = q
         w = matvec(q).to(dtype)
@@ -44,8 +45,17 @@ def lanczos(matvec: Matvec, dim: int, k: int, seed: int = 0, dtype: torch.dtype 
         for _ in range(2):
             w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
         beta = w.norm()
-        if j == min(k, dim) - 1 or beta <= 1e-10 * max(float(alpha.abs()), 1e-30):
+        scale = max(scale, float(alpha.abs()), float(beta))
+        if j == min(k, dim) - 1:
             break
+        if beta <= 1e3 * torch.finfo(dtype).eps * scale:
+            # invariant subspace found (e.g. a repeated eigenvalue): continue in a fresh direction
+            w = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+            for _ in range(2):
+                w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+            q = w / w.norm()
+            betas.append(torch.zeros((), dtype=dtype, device=device))
+            continue
         betas.append(beta)
         q = w / beta
     m = len(alphas)

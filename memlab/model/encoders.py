@@ -40,7 +40,8 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer, BertTokenizerFast
 
     if name == "tiny-random":
-        return BertTokenizerFast(vocab_file=str(TINY_VOCAB), do_lower_case=True)
+        vocab = {w: i for i, w in enumerate(TINY_VOCAB.read_text().split())}
+        return BertTokenizerFast(vocab=vocab, do_lower_case=True)
     path, local = resolve_pretrained(name)
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=local)

@@ -43,7 +43,8 @@ def ranking_run_config(cfg: DictConfig, out_dir: Path) -> DictConfig:
         if "seed" in sub.model.get("net", {}):
             sub.model.net.seed = seed
         sub.data.exclude = None
-        sub.removal = {"strategy": "none", "pct": 0}
+        sub.removal = {"strategy": "none", "pct": 0, "ranking_seed": seed}
+        sub.task = "train"
         sub.logger = {}
         sub.task_name = "ranking"
         sub.paths.output_dir = str(out_dir)

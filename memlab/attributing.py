@@ -1,0 +1,145 @@
+"""Attributing memorization to tokens / image regions (Eq. 5) and testing it (reduction rate, Eq. 6)
+for the top memorized training instances of a scored run, outside Lightning.
+
+For each instance z: s = (H + λI)⁻¹ ∇θP(y|x) from the scoring solver, then the path integral of
+:func:`memlab.influence.attribution.memorization_attributions` at the input of the first trainable
+layer (the study's placement; the baseline is the same sequence with every token [MASK]ed) or on the
+image feature grid (zero baseline).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .influence.attribution import memorization_attribution
+from .influence.functional import Params, TrainingObjective, gold_probability, per_example_grads
+from .influence.masking import mask_all_tokens
+from .influence.reduction import reduction_curve
+from .influence.self_influence import memorization_scores
+from .utils.io import atomic_write, atomic_write_csv
+
+
+def top_instances(scores: pd.DataFrame, top_pct: float) -> list[int]:
+    """sample_index of the top ``top_pct``% memorized instances (at least one), most memorized first."""
+    n = max(1, int(round(len(scores) * top_pct / 100)))
+    return scores.sort_values("rank")["sample_index"].head(n).astype(int).tolist()
+
+
+def influence_directions(module: nn.Module, params: Params, solver, batch: dict, objective: TrainingObjective) -> Tensor:
+    """s = (H + λI)⁻¹ ∇θP(y|x) for every example of a batch ([B, P]); ∇P = −P·∇CE."""
+    ce = TrainingObjective(l2=objective.l2, l2_names=objective.l2_names, l2_in_example_grad=False)
+    grads, probs = per_example_grads(module, params, batch, ce)
+    v = -gold_probability(probs, batch["labels"]).unsqueeze(1) * grads
+    return solver.solve(v)
+
+
+def _collate_one(ex: dict, keys) -> dict:
+    return {k: ex[k].unsqueeze(0) for k in keys if k in ex}
+
+
+def attribute_text(net, module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],
+                   tokenizer, steps: int = 50, rule: str = "left", mask_special: bool = True,
+                   progress: bool = True) -> list[dict]:
+    """Eq. 5 token attributions at the input of the first trainable layer for ``examples``
+    (dicts with input_ids, hidden, labels, sample_index); one record per instance."""
+    special_ids = [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    records = []
+    for ex in tqdm(examples, desc="memorization attribution", disable=not progress, unit="inst"):
+        ids = ex["input_ids"]
+        mask = torch.ones_like(ids)
+        hidden = ex["hidden"].float()
+        with torch.no_grad():
+            baseline_ids = mask_all_tokens(ids, mask, special_ids, tokenizer.mask_token_id, mask_special=mask_special)
+            baseline = net.prefix(baseline_ids.unsqueeze(0), mask.unsqueeze(0))[0]
+        batch = {"hidden": hidden.unsqueeze(0), "attention_mask": mask.unsqueeze(0), "labels": ex["labels"].view(1)}
+        s = influence_directions(module, params, solver, batch, objective)[0]
+        result = memorization_attribution(module, params, s, {"hidden": hidden, "attention_mask": mask}, baseline,
+                                          ex["labels"], input_key="hidden", steps=steps, rule=rule, objective=objective)
+        records.append({"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),
+                        "tokens": tokenizer.convert_ids_to_tokens(ids.tolist()),
+                        "attributions": [float(a) for a in result.attributions],
+                        "replace_score": float(result.replace_score), "attribution_total": float(result.total),
+                        "completeness_gap": float(result.completeness_gap)})
+    return records
+
+
+def text_reduction_rate(net, module: nn.Module, params: Params, solver, objective: TrainingObjective,
+                        examples: list[dict], records: list[dict], mem_scores: Tensor, tokenizer,
+                        random_draws: int = 3, seed: int = 0, batch_size: int = 32) -> list[dict]:
+    """Eq. 6 for k = 10..90%: mask the top-k% attributed (or random) tokens, re-score with the same solver."""
+    ids = torch.nn.utils.rnn.pad_sequence([e["input_ids"] for e in examples], batch_first=True,
+                                          padding_value=tokenizer.pad_token_id or 0)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(e["input_ids"]) for e in examples], batch_first=True)
+    special = (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id)
+    attributions = torch.zeros(ids.shape, dtype=torch.float64)
+    for i, r in enumerate(records):
+        attributions[i, : len(r["attributions"])] = torch.tensor(r["attributions"])
+    labels = torch.stack([e["labels"] for e in examples])
+
+    def rescore(masked_ids: Tensor) -> Tensor:
+        out = []
+        for start in range(0, len(masked_ids), batch_size):
+            sl = slice(start, start + batch_size)
+            with torch.no_grad():
+                hidden = net.prefix(masked_ids[sl], mask[sl])
+            batch = {"hidden": hidden, "attention_mask": mask[sl], "labels": labels[sl]}
+            out += [r["mem_score"] for r in memorization_scores(module, params, [batch], solver, objective)]
+        return torch.cat(out).double()
+
+    return reduction_curve(ids, mask, special, mem_scores.double(), rescore, attributions, tokenizer.mask_token_id,
+                           random_draws=random_draws, seed=seed)
+
+
+def attribute_images(module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],
+                     steps: int = 50, rule: str = "left", progress: bool = True) -> list[dict]:
+    """Eq. 5 on the feature grid: one score per grid cell (zero feature map as the baseline)."""
+    records = []
+    for ex in tqdm(examples, desc="memorization attribution", disable=not progress, unit="inst"):
+        feats = ex["features"].float()
+        batch = {"features": feats.unsqueeze(0), "labels": ex["labels"].view(1)}
+        s = influence_directions(module, params, solver, batch, objective)[0]
+        result = memorization_attribution(module, params, s, {"features": feats}, torch.zeros_like(feats),
+                                          ex["labels"], input_key="features", steps=steps, rule=rule, objective=objective)
+        records.append({"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),
+                        "attributions": result.attributions.tolist(), "replace_score": float(result.replace_score),
+                        "attribution_total": float(result.total), "completeness_gap": float(result.completeness_gap)})
+    return records
+
+
+def write_jsonl(records: list[dict], path: Path) -> Path:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+
+    return atomic_write(path, write)
+
+
+def plot_image_heatmaps(records: list[dict], images, path: Path, class_names=None, n: int = 16) -> Path:
+    """Fig. 3: each memorized image with its attribution grid overlaid (red = memorized)."""
+    import numpy as np
+
+    from .studies import new_figure, save_figure
+
+    records = records[:n]
+    cols = min(4, len(records))
+    rows = math.ceil(len(records) / cols)
+    fig, axes = new_figure(rows, cols, figsize=(3 * cols, 3 * rows))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r, img in zip(axes.flat, records, images):
+        grid = np.asarray(r["attributions"], dtype=float)
+        vmax = np.abs(grid).max() or 1.0
+        ax.imshow(img)
+        ax.imshow(grid, cmap="bwr", vmin=-vmax, vmax=vmax, alpha=0.5, interpolation="nearest",
+                  extent=(0, img.shape[1], img.shape[0], 0))
+        name = class_names[r["label"]] if class_names else r["label"]
+        ax.set_title(f"#{r['sample_index']} {name}\nM={r['mem_score']:.3g}", fontsize=8)
+    return save_figure(fig, path)

@@ -1,0 +1,84 @@
+"""Callback that, after the memorization scores, attributes the top-N% memorized instances to tokens
+or image regions (Eq. 5) and measures the reduction rate (Eq. 6). Writes into ``<run>/memorization/``:
+attributions.jsonl, attributions.html (text) or attributions.png (images), reduction_rate.csv/.png."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from ..attributing import (attribute_images, attribute_text, plot_image_heatmaps, text_reduction_rate, top_instances,
+                           write_jsonl)
+from ..influence.functional import trainable_params
+from ..utils.io import atomic_write_csv, update_json
+
+log = logging.getLogger("memlab")
+
+
+class MemorizationAttribution(L.Callback):
+    def __init__(self, output_dir: str, top_pct: float = 10.0, steps: int = 50, rule: str = "left",
+                 mask_special: bool = True, reduction_rate: bool = True, random_draws: int = 3, seed: int = 0,
+                 max_instances: int | None = None, metrics_file: str | None = None):
+        self.output_dir = Path(output_dir)
+        self.top_pct, self.steps, self.rule, self.mask_special = top_pct, steps, rule, mask_special
+        self.reduction, self.random_draws, self.seed, self.max_instances = reduction_rate, random_draws, seed, max_instances
+        self.metrics_file = Path(metrics_file) if metrics_file else self.output_dir.parent / "metrics.json"
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        result = getattr(pl_module, "memorization", None)
+        if trainer.global_rank != 0 or result is None:
+            return
+        started = time.perf_counter()
+        dm = trainer.datamodule
+        scores = result["scores"]
+        solver = result["solver"]
+        chosen = top_instances(scores, self.top_pct)[: self.max_instances]
+        by_index = {int(e["sample_index"]): e for e in dm.splits["train"].examples}
+        examples = [by_index[i] for i in chosen]
+        module, net = pl_module.scoring_module, pl_module.net
+        params, objective = trainable_params(module), pl_module.training_objective
+        mem = scores.set_index("sample_index").loc[chosen, "mem_score"]
+        pl_module.eval()
+        with torch.enable_grad():
+            if "hidden" in examples[0]:
+                records = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, self.steps,
+                                         self.rule, self.mask_special)
+            else:
+                records = attribute_images(module, params, solver, objective, examples, self.steps, self.rule)
+        for r in records:
+            r["mem_score"] = float(mem.loc[r["sample_index"]])
+        out = self.output_dir
+        write_jsonl(records, out / "attributions.jsonl")
+        gaps = torch.tensor([r["completeness_gap"] for r in records])
+        metrics = {"attribution/instances": len(records), "attribution/completeness_gap_median": float(gaps.median()),
+                   "attribution/seconds": time.perf_counter() - started}
+        if "tokens" in records[0]:
+            from ..studies.plots import attribution_html
+
+            attribution_html(records, out / "attributions.html", class_names=getattr(dm, "class_names", None))
+            if self.reduction:
+                t0 = time.perf_counter()
+                with torch.enable_grad():
+                    rows = text_reduction_rate(net, module, params, solver, objective, examples, records,
+                                               torch.tensor(mem.values), dm.tokenizer, self.random_draws, self.seed)
+                self.write_reduction(rows, out)
+                metrics["reduction_rate/seconds"] = time.perf_counter() - t0
+                metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
+        elif hasattr(dm, "images"):
+            images = dm.images([r["sample_index"] for r in records[:16]])
+            plot_image_heatmaps(records, images, out / "attributions.png", getattr(dm, "class_names", None))
+        update_json(self.metrics_file, metrics)
+        log.info("attributed %d instances in %.1f s -> %s", len(records), metrics["attribution/seconds"], out)
+
+    @staticmethod
+    def write_reduction(rows, out: Path) -> None:
+        import pandas as pd
+
+        from ..studies.plots import plot_reduction_rate
+
+        df = pd.DataFrame(rows)[["k_percent", "method", "reduction_rate"]]
+        atomic_write_csv(df, out / "reduction_rate.csv")
+        plot_reduction_rate(df, out / "reduction_rate.png")
