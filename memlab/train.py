@@ -94,9 +94,15 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     started = time.perf_counter()
     exclude = None
     if removal:  # before build(): a ranking run must not disturb this job's seeded state
-        from .studies.removal_job import removal_exclusions
+        from .studies import removal_job
 
-        exclude = removal_exclusions(cfg, output_dir)
+        exclude = removal_job.removal_exclusions(cfg, output_dir)
+        cached = removal_job.cached_full_data_metrics(cfg)
+        if cached is not None:  # X = 0 is the same job for every strategy: train it once per seed
+            log.info("full-data result for seed %s reused from the cache", cfg.seed)
+            metrics = update_json(output_dir / "metrics.json", {**cached, "removal/reused_full_data": 1})
+            removal_job.finish_job_record(output_dir, metrics)
+            return metrics
     datamodule, model, trainer = build(cfg)
     if exclude is not None:
         datamodule.set_exclude(exclude)
@@ -111,8 +117,9 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     metrics["job/seconds"] = time.perf_counter() - started
     metrics = update_json(output_dir / "metrics.json", metrics)
     if removal:
-        from .studies.removal_job import finish_job_record
+        from .studies.removal_job import finish_job_record, store_full_data_metrics
 
         finish_job_record(output_dir, metrics)
+        store_full_data_metrics(cfg, metrics)
     log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     return metrics

@@ -22,3 +22,16 @@ def test_every_group_option_composes(group, tmp_path):
     for option in options:
         cfg = compose([f"{group}={option}"], tmp_path)
         assert group in cfg or option in ("none",)
+
+
+@pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher")])
+def test_launchers_compose(launcher, target):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=["experiment=sst2_removal", f"hydra/launcher={launcher}"],
+                            return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweeper.params["removal.pct"] == "0,10,20,30,40,50"

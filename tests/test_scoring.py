@@ -50,7 +50,7 @@ def test_resume_after_interruption_gives_identical_scores(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         score(tmp_path / "resumed", data)
     assert len(list((tmp_path / "resumed" / "chunks").glob("chunk-*.pt"))) == 2
-    assert not list((tmp_path / "resumed" / "chunks").glob(".*tmp"))  # no partial file left behind
+    assert not list((tmp_path / "resumed" / "chunks").glob(".*.tmp*"))  # no partial file left behind
     calls.clear()
     monkeypatch.setattr(scoring, "memorization_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed, info = score(tmp_path / "resumed", data)

@@ -322,3 +322,27 @@ def test_all_reduce_of_two_halves_equals_fit_on_whole(problem, name, kwargs):
     assert rel_err(lonely.solve(p["vectors"]), expected) > 1e-3  # the check below can fail
     for part in parts:
         assert rel_err(part.solve(p["vectors"]), expected) < 1e-8
+
+
+class TemperedMLP(TinyMLP):
+    """A parameter that is neither a Linear's nor a LayerNorm's: EK-FAC's vmap diagonal path."""
+
+    def __init__(self):
+        super().__init__()
+        self.temperature = nn.Parameter(torch.tensor([1.3, 0.7, 1.0]))
+
+    def forward(self, x):
+        return super().forward(x) * self.temperature
+
+
+def test_ekfac_diagonal_for_other_parameters():
+    torch.manual_seed(2)
+    model = TemperedMLP()
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    params = trainable_params(model)
+    batches = [{"x": x[:12], "labels": y[:12]}, {"x": x[12:], "labels": y[12:]}]
+    solver = make_solver("ekfac", 0.1, labels="gold").fit(model, params, batches, TrainingObjective())
+    grads = unflatten(per_example_ce_grads_by_loop(model, params, x, y), params)
+    assert set(solver.diagonal) == {"norm.weight", "norm.bias", "temperature"}
+    for name in solver.diagonal:
+        assert torch.allclose(solver.diagonal[name], (grads[name] ** 2).mean(0))

@@ -12,30 +12,17 @@ No Lightning or Hydra here. Every writer writes atomically (a temp file in the s
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from ..utils.io import atomic_write
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it onto ``path``.
-
-    ``suffix`` keeps the extension on the temp name for writers that infer the format from it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it onto ``path``."""
+    return atomic_write(path, write)
 
 
 def save_text(text: str, path: str | os.PathLike) -> Path:

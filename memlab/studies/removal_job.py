@@ -22,14 +22,14 @@ log = logging.getLogger("memlab")
 RANKING_KEYS = ("data", "model", "solver", "data_seed")
 
 
-def ranking_key(cfg: DictConfig) -> str:
+def ranking_key(cfg: DictConfig, keys=RANKING_KEYS) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
-    part = {k: container.get(k) for k in RANKING_KEYS}
+    part = {k: container.get(k) for k in keys}
     for drop in ("exclude", "shuffle_seed", "seed"):
         part["data"].pop(drop, None)
     part["model"].get("net", {}).pop("seed", None)
     part["max_epochs"] = container["trainer"].get("max_epochs")
-    part["ranking_seed"] = container["removal"]["ranking_seed"]
+    part["ranking_seed"] = container["removal"]["ranking_seed"] if "solver" in keys else None
     return hashlib.sha1(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -86,6 +86,24 @@ def removal_exclusions(cfg: DictConfig, output_dir: Path) -> list[int]:
     record.update({"n_removed": len(removed), "min_removed_score": lowest})
     write_job_record(output_dir, record)
     return removed
+
+
+def full_data_result_file(cfg: DictConfig) -> Path:
+    """Where the test accuracy of a full-data (X = 0) job is kept: every strategy shares it per seed."""
+    key = ranking_key(cfg, keys=("data", "model", "data_seed"))
+    return Path(cfg.paths.cache_dir) / "full_data" / f"{key}-seed{int(cfg.seed)}.json"
+
+
+def cached_full_data_metrics(cfg: DictConfig) -> dict | None:
+    if float(cfg.removal.pct) != 0:
+        return None
+    file = full_data_result_file(cfg)
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def store_full_data_metrics(cfg: DictConfig, metrics: dict) -> None:
+    if float(cfg.removal.pct) == 0:
+        atomic_write_text(full_data_result_file(cfg), json.dumps(metrics))
 
 
 def write_job_record(output_dir: Path, record: dict) -> None:

@@ -108,12 +108,13 @@ class EKFACSolver(InverseHessianSolver):
         ln_records: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in self.layer_norms}
 
         def keep(store):
-            def hook(_mod, args, output):
-                store.append((args[0].detach(), output))
+            def hook(_mod, args, kwargs, output):
+                store.append(((args[0] if args else kwargs["input"]).detach(), output))
             return hook
 
-        handles = [b.module.register_forward_hook(keep(records[i])) for i, b in enumerate(self.blocks)]
-        handles += [m.register_forward_hook(keep(ln_records[n])) for n, m in self.layer_norms.items()]
+        handles = [b.module.register_forward_hook(keep(records[i]), with_kwargs=True)
+                   for i, b in enumerate(self.blocks)]
+        handles += [m.register_forward_hook(keep(ln_records[n]), with_kwargs=True) for n, m in self.layer_norms.items()]
         leaves = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
         try:
             with torch.enable_grad():

@@ -1,0 +1,33 @@
+"""Under DDP (ddp_spawn, 2 CPU processes) each rank scores its own shard, curvature statistics are
+all-reduced and rank 0 merges: the scores equal the single-process ones."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from conftest import ROOT
+
+
+def score_run(out, trainer):
+    cmd = [sys.executable, "-m", "memlab", "experiment=smoke_memorization", "data=tiny_image", "model=tiny_mlp",
+           "solver=exact", f"trainer={trainer}", "+trainer.limit_train_batches=0", "test=false", "logger=none",
+           "callbacks.memorization.batch_size=8", "callbacks.memorization.batches_per_chunk=1",
+           f"hydra.run.dir={out}", f"paths.cache_dir={out}/cache"]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pd.read_csv(out / "memorization" / "scores.csv")
+
+
+def test_ddp_scores_equal_single_process(tmp_path):
+    single = score_run(tmp_path / "single", "cpu")
+    ddp = score_run(tmp_path / "ddp", "ddp_cpu")
+    assert len(ddp) == len(single) > 0
+    assert ddp["sample_index"].tolist() == single["sample_index"].tolist()
+    pd.testing.assert_series_equal(ddp["mem_score"], single["mem_score"], rtol=1e-4, atol=1e-8)
+    assert ddp["rank"].tolist() == single["rank"].tolist()
+    chunk_files = list((tmp_path / "ddp" / "memorization" / "chunks").glob("chunk-*.pt"))
+    assert len(chunk_files) == 8  # 64 examples / 8 per chunk, scored 4 by each rank

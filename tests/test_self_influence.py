@@ -1,0 +1,172 @@
+"""Self-influence (Eq. 2) against an independent dense computation and against actual leave-one-out
+retraining of a convex model; the streaming generator's fields and paths."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlab.influence.functional import (TrainingObjective, batch_loss, default_l2_names, flatten, per_example_grads,
+                                         trainable_params, unflatten)
+from memlab.influence.self_influence import l2_gradient, memorization_scores, self_influence
+from memlab.influence.solver import make_solver
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64_single_thread():
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
+
+
+class TinyMLP(nn.Module):
+    def __init__(self, d=3, h=6, c=3):
+        super().__init__()
+        self.fc1 = nn.Linear(d, h)
+        self.norm = nn.LayerNorm(h)
+        self.fc2 = nn.Linear(h, c)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.norm(self.fc1(x))))
+
+
+def fit_lbfgs(model, x, y, objective, max_iter=500):
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) + objective.l2_penalty(dict(model.named_parameters()))
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    return model
+
+
+@pytest.fixture(scope="module")
+def mlp_problem():
+    torch.manual_seed(1)
+    model = TinyMLP()
+    x = torch.randn(30, 3)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.7).long()
+    objective = TrainingObjective(l2=1e-2, l2_names=default_l2_names(model))
+    fit_lbfgs(model, x, y, objective, max_iter=200)
+    batches = [{"x": x[i:i + 8], "labels": y[i:i + 8], "sample_index": torch.arange(100 + i, 100 + min(i + 8, 30))}
+               for i in range(0, 30, 8)]
+    return model, trainable_params(model), batches, objective, x, y
+
+
+def test_l2_gradient_covers_only_l2_names(mlp_problem):
+    model, params, _, objective, _, _ = mlp_problem
+    g = unflatten(l2_gradient(params, objective), params)
+    assert torch.allclose(g["fc1.weight"], 2 * objective.l2 * params["fc1.weight"])
+    assert torch.count_nonzero(g["fc1.bias"]) == 0 and torch.count_nonzero(g["norm.weight"]) == 0
+    assert l2_gradient(params, TrainingObjective(l2=1e-2, l2_names=objective.l2_names, l2_in_example_grad=False)) is None
+
+
+def test_self_influence_is_eq2_with_dense_hessian(mlp_problem):
+    # M(z) = -∇P(y|x)ᵀ (H + λI)⁻¹ ∇L(z): every piece by plain autograd, H by autograd.functional.hessian
+    model, params, batches, objective, x, y = mlp_problem
+    flat = flatten(params)
+    hessian = torch.autograd.functional.hessian(
+        lambda v: batch_loss(model, unflatten(v, params), {"x": x, "labels": y}, objective), flat)
+    damping = 0.05
+    inverse = torch.linalg.inv(hessian + damping * torch.eye(len(flat)))
+    expected = []
+    for i in range(len(y)):
+        v = flat.clone().requires_grad_(True)
+        logits = torch.func.functional_call(model, unflatten(v, params), (x[i:i + 1],))
+        grad_p = torch.autograd.grad(logits.softmax(-1)[0, y[i]], v)[0]
+        v = flat.clone().requires_grad_(True)
+        logits = torch.func.functional_call(model, unflatten(v, params), (x[i:i + 1],))
+        loss = F.cross_entropy(logits, y[i:i + 1]) + objective.l2_penalty(unflatten(v, params))
+        grad_l = torch.autograd.grad(loss, v)[0]
+        expected.append(-grad_p @ inverse @ grad_l)
+    expected = torch.stack(expected)
+
+    solver = make_solver("exact", damping).fit(model, params, batches, objective)
+    ce_only = TrainingObjective(l2=objective.l2, l2_names=objective.l2_names, l2_in_example_grad=False)
+    grads, probs = per_example_grads(model, params, {"x": x, "labels": y}, ce_only)
+    scores = self_influence(solver, grads, probs, y, l2_gradient(params, objective))
+    assert torch.allclose(scores, expected, rtol=1e-7, atol=1e-12)
+    streamed = torch.cat([r["mem_score"] for r in memorization_scores(model, params, batches, solver, objective)])
+    assert torch.allclose(streamed, expected, rtol=1e-7, atol=1e-12)
+    # without the L2 cross term the scores differ: the term is really there
+    assert not torch.allclose(self_influence(solver, grads, probs, y), expected, rtol=1e-3)
+
+
+def test_predicts_leave_one_out_retraining_of_logistic_regression():
+    # L2-regularised softmax regression (strictly convex): removing z changes its own P(y|x) by
+    # about -M(z)/n (Appendix A with ε = 1/n); measured by retraining to convergence without z
+    torch.manual_seed(0)
+    n, d = 40, 3
+    x = torch.cat([torch.randn(n, d), torch.ones(n, 1)], dim=1)  # constant feature = the bias
+    y = (x[:, 0] + 0.5 * x[:, 1] + 0.8 * torch.randn(n) > 0).long()
+    model = nn.Linear(d + 1, 2, bias=False)
+    objective = TrainingObjective(l2=2e-2, l2_names=frozenset({"weight"}))
+    fit_lbfgs(model, x, y, objective)
+    full_state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        p_full = model(x).softmax(-1)[torch.arange(n), y]
+
+    measured = []
+    for i in range(n):
+        keep = torch.arange(n) != i
+        model.load_state_dict(full_state)
+        fit_lbfgs(model, x[keep], y[keep], objective)
+        with torch.no_grad():
+            measured.append(model(x[i:i + 1]).softmax(-1)[0, y[i]] - p_full[i])
+    measured = torch.stack(measured)
+
+    model.load_state_dict(full_state)
+    params = trainable_params(model)
+    batches = [{"input": x[i:i + 10], "labels": y[i:i + 10]} for i in range(0, n, 10)]  # nn.Linear(input)
+    solver = make_solver("exact", 0.0).fit(model, params, batches, objective)
+    scores = torch.cat([r["mem_score"] for r in memorization_scores(model, params, batches, solver, objective)])
+    predicted = -scores / n
+    pearson = torch.corrcoef(torch.stack([predicted, measured]))[0, 1]
+    assert pearson >= 0.95
+    assert torch.equal(torch.sign(predicted), torch.sign(measured))
+    assert measured.abs().max() > 0.05  # a real effect, not rounding noise
+    slope = (predicted @ measured) / (measured @ measured)
+    assert 0.7 < slope < 1.3  # the right scale too (first order: large removals are underestimated a bit)
+
+
+def test_stream_fields_progress_and_chunks(mlp_problem):
+    model, params, batches, objective, x, y = mlp_problem
+    solver = make_solver("identity", 2.0)
+    seen = []
+    rows = list(memorization_scores(model, params, batches, solver, objective, progress=seen.append))
+    assert seen == [8, 16, 24, 30]
+    out = {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
+    assert set(out) == {"sample_index", "label", "prob", "prediction", "loss", "grad_norm_sq", "mem_score"}
+    assert torch.equal(out["sample_index"], torch.arange(100, 130)) and torch.equal(out["label"], y)
+    with torch.no_grad():
+        probs = model(x).softmax(-1)
+    assert torch.allclose(out["prob"], probs[torch.arange(30), y])
+    assert torch.equal(out["prediction"], probs.argmax(-1))
+    assert torch.allclose(out["loss"], F.cross_entropy(model(x), y, reduction="none").detach())
+    # identity solver: M = P·(‖∇CE‖² + ∇CE·g_l2)/λ, and without L2 just P·‖∇CE‖²/λ
+    no_l2 = TrainingObjective()
+    plain = torch.cat([r["mem_score"] for r in memorization_scores(model, params, batches, solver, no_l2)])
+    assert torch.allclose(plain, out["prob"] * out["grad_norm_sq"] / 2.0)
+    chunked = torch.cat([r["mem_score"] for r in memorization_scores(model, params, batches, solver, objective,
+                                                                      chunk_size=3)])
+    assert torch.allclose(chunked, out["mem_score"])
+    no_index = [{k: v for k, v in b.items() if k != "sample_index"} for b in batches]
+    assert torch.equal(torch.cat([r["sample_index"] for r in memorization_scores(model, params, no_index, solver,
+                                                                                 objective)]), torch.arange(30))
+
+
+def test_ekfac_fast_path_equals_flat_gradients(mlp_problem):
+    model, params, batches, objective, _, _ = mlp_problem
+    solver = make_solver("ekfac", 0.05).fit(model, params, batches, objective)
+    fast = list(memorization_scores(model, params, batches, solver, objective))
+    slow = list(memorization_scores(model, params, batches, solver, objective, fast=False))
+    for key in ("mem_score", "grad_norm_sq", "prob"):
+        a, b = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), key
