@@ -135,8 +135,8 @@ def test_cg_hessian_subsample_uses_only_those_examples(problem):
 def test_lissa_full_batch_converges_to_damped_inverse(problem):
     p = problem
     top = float(p["eig"].max())
-    damping = 0.5 * float(p["eig"].mean())
-    solver = make_solver("lissa", damping, scale=1.2 * (top + damping), steps=600, hessian_batch_size=N)
+    damping = float(p["eig"].mean())
+    solver = make_solver("lissa", damping, scale=1.2 * (top + damping), steps=300, hessian_batch_size=N)
     solver.fit(p["model"], p["params"], p["batches"], p["objective"])
     expected = reference_solve(p["hessian"], damping, p["vectors"])
     assert rel_err(solver.solve(p["vectors"]), expected) < 1e-3
@@ -150,7 +150,7 @@ def test_lissa_single_example_study_regime():
     top = float(torch.linalg.eigvalsh(hessian).max())
     damping = 5 * top
     vectors = torch.randn(3, len(hessian))
-    solver = make_solver("lissa", damping, scale=20 * top, steps=200, seed=1).fit(model, params, batches, objective)
+    solver = make_solver("lissa", damping, scale=20 * top, steps=120, seed=1).fit(model, params, batches, objective)
     out = solver.solve(vectors)
     assert rel_err(out, reference_solve(hessian, damping, vectors)) < 0.05
     assert torch.equal(out, solver.solve(vectors))  # seeded: the same H_b sequence every call

@@ -101,3 +101,28 @@ def test_offline_hub_fails_fast_naming_override(monkeypatch):
 def test_excluding_unknown_indices_is_an_error():
     with pytest.raises(DataError, match="not in the train split"):
         make(exclude=[10_000]).setup()
+
+
+def test_length_grouped_batches_cover_each_example_once_and_pad_less():
+    import torch
+
+    from memlab.data.samplers import LengthGroupedBatches
+
+    lengths = [int(x) for x in torch.randint(3, 60, (1000,), generator=torch.Generator().manual_seed(0))]
+    sampler = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(1), window=10)
+    epoch1, epoch2 = list(sampler), list(sampler)
+    assert len(epoch1) == len(sampler)
+    assert sorted(i for b in epoch1 for i in b) == list(range(1000))
+    assert epoch1 != epoch2  # a new shuffle every epoch
+    again = list(LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(1), window=10))
+    assert again == epoch1  # seeded
+    grouped = sum(max(lengths[i] for i in b) for b in epoch1) / len(epoch1)
+    plain = sum(max(lengths[i] for i in range(s, min(s + 32, 1000))) for s in range(0, 1000, 32)) / 32
+    assert grouped < 0.8 * plain
+
+
+def test_group_by_length_loader_yields_all_training_examples():
+    dm = make(group_by_length=True)
+    dm.setup()
+    seen = [int(i) for b in dm.train_dataloader() for i in b["sample_index"]]
+    assert sorted(seen) == sorted(dm.splits["train"].sample_indices())

@@ -49,7 +49,8 @@ class MemlabDataModule(L.LightningDataModule):
     class_names: list[str] = []
 
     def __init__(self, batch_size: int = 32, eval_batch_size: int = 64, num_workers: int = 0,
-                 exclude: Iterable[int] | None = None, seed: int = 0, shuffle_seed: int | None = None):
+                 exclude: Iterable[int] | None = None, seed: int = 0, shuffle_seed: int | None = None,
+                 group_by_length: bool = False):
         super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -57,6 +58,7 @@ class MemlabDataModule(L.LightningDataModule):
         self.exclude = sorted({int(i) for i in (exclude or [])})
         self.seed = seed  # splits and subsamples: fixed across training seeds (removal needs it)
         self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed  # follows the training seed
+        self.group_by_length = group_by_length
         self.splits: dict[str, ListDataset] | None = None
         self.full_train: ListDataset | None = None
 
@@ -109,7 +111,20 @@ class MemlabDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["train"], True, self.batch_size)
+        ds = self.splits["train"]
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        if self.group_by_length and not distributed:  # DDP: Lightning's distributed sampler instead
+            from .samplers import LengthGroupedBatches
+
+            g = torch.Generator().manual_seed(self.shuffle_seed)
+            batches = LengthGroupedBatches([self.example_length(e) for e in ds.examples], self.batch_size, g)
+            return DataLoader(ds, batch_sampler=batches, collate_fn=self.collate, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
+        return self._loader(ds, True, self.batch_size)
+
+    def example_length(self, example: dict) -> int:
+        """Cost proxy used to group batches (text: number of tokens)."""
+        return 1
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["val"], False, self.eval_batch_size)

@@ -84,6 +84,9 @@ class TextDataModule(MemlabDataModule):
             batch["hidden"] = pad_sequence([e["hidden"].float() for e in examples], batch_first=True)
         return batch
 
+    def example_length(self, example: dict) -> int:
+        return len(example["input_ids"])
+
     def describe(self, example: dict) -> str:
         return example["text"]
 

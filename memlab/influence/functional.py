@@ -137,7 +137,7 @@ def hvp(module: nn.Module, params: Params, batch: Mapping[str, Tensor], vector: 
 
 def hvp_many(module: nn.Module, params: Params, batch: Mapping[str, Tensor], vectors: Tensor,
              objective: TrainingObjective = TrainingObjective()) -> Tensor:
-    """H_b V for a ``[k, P]`` block of vectors (one linearisation, vmapped tangents)."""
+    """H_b V for a ``[k, P]`` block of vectors (forward-over-reverse, vmapped tangents)."""
     grad_fn = grad(lambda p: batch_loss(module, p, batch, objective))
     # vmap over jvp(grad): ~20x faster on CPU than torch.func.linearize, which re-traces every call
     return vmap(lambda v: flatten(jvp(grad_fn, (params,), (unflatten(v, params),))[1]))(vectors)

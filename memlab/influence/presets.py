@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from .functional import Params, TrainingObjective
@@ -53,6 +54,8 @@ def fit_solver(name: str, module: nn.Module, params: Params, batches: Iterable[M
         # the solver will not know H's spectrum: estimate it before fitting with the final λ
         batches = list(batches) if iter(batches) is batches else batches
         spectrum = estimate_hessian_spectrum(module, params, batches, objective, **(spectrum_kwargs or {}))
+        if all_reduce is not None:  # every process must use the same λ: average the estimates
+            spectrum = _averaged(spectrum, all_reduce, next(iter(params.values())).device)
         solver.damping = absolute_damping(damping_rel=damping_rel, mean_eigenvalue=spectrum["mean"])
     solver.fit(module, params, batches, objective, all_reduce=all_reduce)
     if damping_rel is not None and spectrum is None:
@@ -61,3 +64,10 @@ def fit_solver(name: str, module: nn.Module, params: Params, batches: Iterable[M
     elif spectrum is None:
         spectrum = spectrum_from_solver(solver)
     return solver, spectrum
+
+
+def _averaged(spectrum: dict, all_reduce: Callable[[Tensor], Tensor], device: torch.device) -> dict:
+    """Top and mean eigenvalue averaged over processes (each estimated on its own shard)."""
+    sums = all_reduce(torch.tensor([spectrum["top"], spectrum["trace"], 1.0], dtype=torch.float64, device=device))
+    top, trace = float(sums[0] / sums[2]), float(sums[1] / sums[2])
+    return {**spectrum, "top": top, "trace": trace, "mean": trace / spectrum["num_params"]}

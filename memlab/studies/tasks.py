@@ -133,7 +133,16 @@ def fz(cfg: DictConfig) -> dict:
         metrics.update({"fz/spearman_self_influence": rho["overall"], "fz/spearman_self_influence_top10": rho["top"],
                         "fz/spearman_loss": loss_rho["overall"], "fz/spearman_loss_top10": loss_rho["top"],
                         "fz/ranking": str(scores_file)})
-        atomic_write_text(out / "fz_spearman.json", json.dumps({"self_influence": rho, "loss": loss_rho}, indent=2))
+        by_damping = {}
+        for rel in cfg.fz.get("damping_rel") or []:  # how the agreement depends on λ / mean eigenvalue
+            sub = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+            with open_dict(sub):
+                sub.solver.damping, sub.solver.damping_rel = None, float(rel)
+            other, _ = load_or_compute_ranking(sub)
+            by_damping[str(rel)] = spearman_against(other, fz_scores, top_pct=10)
+            metrics[f"fz/spearman_self_influence_damping_rel_{rel:g}"] = by_damping[str(rel)]["overall"]
+        atomic_write_text(out / "fz_spearman.json", json.dumps(
+            {"self_influence": rho, "loss": loss_rho, "self_influence_by_damping_rel": by_damping}, indent=2))
         log.info("Spearman(self-influence, FZ) = %.3f overall, %.3f in the top 10%%", rho["overall"], rho["top"])
     return update_json(out / "metrics.json", metrics)
 
