@@ -42,3 +42,14 @@ def compose(overrides: list[str], tmp_path: Path | None = None):
 @pytest.fixture
 def tiny_cfg(tmp_path):
     return lambda *overrides: compose(["experiment=smoke", "logger=none", *overrides], tmp_path)
+
+
+@pytest.fixture(scope="module")
+def float64_single_thread():
+    """Float64 tiny-model numerics on one thread (no oversubscription on a shared 2-core machine)."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)

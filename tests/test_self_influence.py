@@ -8,28 +8,13 @@ from torch import nn
 from memlab.influence.functional import (TrainingObjective, batch_loss, default_l2_names, flatten, per_example_grads,
                                          trainable_params, unflatten)
 from memlab.influence.self_influence import l2_gradient, memorization_scores, self_influence
+from tiny_models import TinyMLP
 from memlab.influence.solver import make_solver
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_single_thread():
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_single_thread")
 
 
-class TinyMLP(nn.Module):
-    def __init__(self, d=3, h=6, c=3):
-        super().__init__()
-        self.fc1 = nn.Linear(d, h)
-        self.norm = nn.LayerNorm(h)
-        self.fc2 = nn.Linear(h, c)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.norm(self.fc1(x))))
 
 
 def fit_lbfgs(model, x, y, objective, max_iter=500):
@@ -50,7 +35,7 @@ def fit_lbfgs(model, x, y, objective, max_iter=500):
 @pytest.fixture(scope="module")
 def mlp_problem():
     torch.manual_seed(1)
-    model = TinyMLP()
+    model = TinyMLP(d=3, h=6)
     x = torch.randn(30, 3)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.7).long()
     objective = TrainingObjective(l2=1e-2, l2_names=default_l2_names(model))

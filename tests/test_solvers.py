@@ -11,31 +11,15 @@ from torch import nn
 from memlab.influence.functional import (TrainingObjective, batch_loss, default_l2_names, flatten, per_example_grads,
                                          trainable_params, unflatten)
 from memlab.influence.self_influence import l2_gradient, self_influence
+from tiny_models import TinyMLP
 from memlab.influence.solver import SOLVERS, make_solver
 
 N = 48
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_single_thread():
-    # tiny models: one thread avoids oversubscription on a shared 2-core machine
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_single_thread")
 
 
-class TinyMLP(nn.Module):
-    def __init__(self, d=4, h=8, c=3):
-        super().__init__()
-        self.fc1 = nn.Linear(d, h)
-        self.norm = nn.LayerNorm(h)
-        self.fc2 = nn.Linear(h, c)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.norm(self.fc1(x))))
 
 
 def make_problem(num_classes=3, seed=0, l2=1e-2):
@@ -346,3 +330,11 @@ def test_ekfac_diagonal_for_other_parameters():
     assert set(solver.diagonal) == {"norm.weight", "norm.bias", "temperature"}
     for name in solver.diagonal:
         assert torch.allclose(solver.diagonal[name], (grads[name] ** 2).mean(0))
+
+
+def test_ekfac_state_dict_round_trip(problem):
+    p = problem
+    fitted = make_solver("ekfac", p["damping"]).fit(p["model"], p["params"], p["batches"], p["objective"])
+    restored = make_solver("ekfac", p["damping"]).attach(p["model"], p["params"], p["objective"])
+    restored.load_state_dict(fitted.state_dict())
+    assert torch.equal(restored.solve(p["vectors"]), fitted.solve(p["vectors"]))

@@ -11,14 +11,7 @@ from memlab.influence.spectrum import (absolute_damping, estimate_hessian_spectr
                                        lanczos_eigenvalues, spectrum_from_solver)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_single_thread():
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_single_thread")
 
 
 @pytest.fixture(scope="module")
