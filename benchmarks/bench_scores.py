@@ -31,6 +31,7 @@ import argparse
 import copy
 import hashlib
 import json
+import logging
 import math
 import resource
 import sys
@@ -148,7 +149,7 @@ def train_suffix(suffix, loader, epochs: int, lr: float, momentum: float, seed: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b["labels"])
+            total += loss.item() * len(b["labels"])
             seen += len(b["labels"])
         times.append(time.perf_counter() - start)
         log(f"epoch {epoch + 1}/{epochs}: {times[-1]:.1f} s, mean training loss {total / seen:.4f}")
@@ -343,7 +344,7 @@ def run_kronfluence(suffix, dm, fit_examples, subset_examples, lambdas, out_dir:
     task = SuffixTask()
     model = prepare_model(copy.deepcopy(suffix).eval(), task)
     analyzer = Analyzer("bench_scores", model=model, task=task, cpu=True, disable_tqdm=True,
-                        output_dir=str(out_dir))
+                        output_dir=str(out_dir), log_level=logging.WARNING)
     kwargs = DataLoaderKwargs(collate_fn=collate)
     factor_args = FactorArguments(strategy="ekfac", covariance_max_examples=None, lambda_max_examples=None)
     with Phase("kronfluence: fit EK-FAC factors") as fit:
@@ -496,10 +497,14 @@ def main():
     # 2d. cg: seconds per iteration measured with full-Hessian HVPs, iterations counted later
     cg_cost = None
     if k_slow and args.cg_time_iters > 0:
-        cg = ConjugateGradientSolver(damping=lam_memlab, tol=1e-6, max_iter=args.cg_time_iters)
+        # the cost of an iteration does not depend on λ; λ = 50 keeps H + λI positive definite
+        cg = ConjugateGradientSolver(damping=float(STUDY_PRESET["damping"]), tol=1e-6, max_iter=args.cg_time_iters)
         cg.fit(suffix, params, sample_batches, objective)
         with Phase(f"cg: {args.cg_time_iters} iterations on {k_slow} instances, HVPs over {m} examples") as ph_cg:
-            cg.solve(g_slow[:k_slow])
+            try:
+                cg.solve(g_slow[:k_slow])
+            except FloatingPointError as err:  # negative curvature: the iterations done still time it
+                log(f"cg stopped: {err}")
         cg_cost = ph_cg.seconds / max(cg.iterations, 1) / (k_slow * m)   # s per (instance · example · iteration)
         del cg
 
@@ -579,13 +584,16 @@ def main():
                         ref.quad_with_self(a_raw, sq, p_slow[:k_slow], slow_batch["sample_index"][:k_slow], lam50)))
                 lissa_row["notes"] += f"; vs {name}@50 max rel. diff {float(((lissa_scores - want).abs() / want).max()):.2e}"
     if cg_cost is not None:
+        lowest = float(arnoldi.top_eigenvalues.min()) if arnoldi is not None else None
         for label, lam in lambdas.items():
             iters, diff = cg_iters[label]
             total = n_train * (per_grad + iters * n_train * cg_cost)
             capped = " (hit the cap: not converged)" if iters >= args.cg_max_iter else ""
+            indefinite = (f"; the true H has a Ritz value {lowest:.3g} < −λ: CG on H + λI would stop on "
+                          f"negative curvature" if lowest is not None and lowest + lam < 0 else "")
             row(f"cg @ {label}", f"full H ({n_train} ex.) HVPs", total, f"extrapolated from {k_slow}", ph_cg,
                 f"{iters} iterations{capped} (CG on the {m}-sample GGN, a lower bound) × "
-                f"{cg_cost * n_train:.2f} s per instance-iteration over all {n_train} (measured on {m})")
+                f"{cg_cost * n_train:.2f} s per instance-iteration over all {n_train} (measured on {m}){indefinite}")
 
     # the independent check of the reference
     if args.cg_check > 0:

@@ -90,6 +90,10 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
 def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     started = time.perf_counter()
     exclude = None
@@ -106,12 +110,14 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     datamodule, model, trainer = build(cfg)
     if exclude is not None:
         datamodule.set_exclude(exclude)
+    metrics = {}
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule)
+        metrics.update(scalar_metrics(trainer))  # trainer.test() replaces callback_metrics
     if cfg.get("test", True):
         trainer.test(model, datamodule=datamodule, verbose=False)
+        metrics.update(scalar_metrics(trainer))
     timer = next(c for c in trainer.callbacks if isinstance(c, EpochTimer))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["train/epoch_seconds"] = timer.mean_seconds
     metrics["train/n_examples"] = len(datamodule.splits["train"]) if datamodule.splits else 0
     metrics["job/seconds"] = time.perf_counter() - started
