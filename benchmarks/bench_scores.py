@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import resource
-import sys
 import threading
 import time
 from pathlib import Path
@@ -46,10 +45,6 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch.func import grad, jvp, vjp, vmap
 from torch.utils.data import DataLoader
-
-# `python benchmarks/bench_scores.py` puts benchmarks/ on sys.path, not the repository root: memlab
-# need not be pip-installed for the benchmark to run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from memlab.callbacks.prefix_cache import apply_prefix_cache
 from memlab.data.base import ListDataset
