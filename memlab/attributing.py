@@ -46,22 +46,42 @@ def _collate_one(ex: dict, keys) -> dict:
 
 def attribute_text(net, module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],
                    tokenizer, steps: int = 50, rule: str = "left", mask_special: bool = True,
-                   progress: bool = True) -> list[dict]:
-    """Eq. 5 token attributions at the input of the first trainable layer for ``examples``
-    (dicts with input_ids, hidden, labels, sample_index); one record per instance."""
+                   placement: str = "layer", progress: bool = True) -> list[dict]:
+    """Eq. 5 token attributions for ``examples`` (dicts with input_ids, hidden, labels, sample_index);
+    one record per instance. ``placement``: ``layer`` = the input of the first trainable layer (the
+    study's code), ``embeddings`` = the word embeddings (the paper's text). The baseline is the same
+    sequence with every token [MASK]ed ([CLS]/[SEP] too unless ``mask_special=False``)."""
     special_ids = [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    if placement not in ("layer", "embeddings"):
+        raise ValueError(f"attribution placement must be layer or embeddings, got {placement!r}")
+    if placement == "embeddings":
+        from .model.text_network import EmbeddingsToLogits
+
+        path_module = EmbeddingsToLogits(net)
+        path_params = {f"suffix.{k}": v for k, v in params.items()}
+        path_objective = TrainingObjective(objective.l2, frozenset(f"suffix.{n}" for n in objective.l2_names),
+                                           objective.l2_in_example_grad)
     records = []
     for ex in tqdm(examples, desc="memorization attribution", disable=not progress, unit="inst"):
         ids = ex["input_ids"]
         mask = torch.ones_like(ids)
         hidden = ex["hidden"].float()
-        with torch.no_grad():
-            baseline_ids = mask_all_tokens(ids, mask, special_ids, tokenizer.mask_token_id, mask_special=mask_special)
-            baseline = net.prefix(baseline_ids.unsqueeze(0), mask.unsqueeze(0))[0]
+        baseline_ids = mask_all_tokens(ids, mask, special_ids, tokenizer.mask_token_id, mask_special=mask_special)
         batch = {"hidden": hidden.unsqueeze(0), "attention_mask": mask.unsqueeze(0), "labels": ex["labels"].view(1)}
         s = influence_directions(module, params, solver, batch, objective)[0]
-        result = memorization_attribution(module, params, s, {"hidden": hidden, "attention_mask": mask}, baseline,
-                                          ex["labels"], input_key="hidden", steps=steps, rule=rule, objective=objective)
+        with torch.no_grad():
+            if placement == "layer":
+                x, baseline = hidden, net.prefix(baseline_ids.unsqueeze(0), mask.unsqueeze(0))[0]
+            else:
+                x, baseline = path_module.word_embeddings(ids), path_module.word_embeddings(baseline_ids)
+        if placement == "layer":
+            result = memorization_attribution(module, params, s, {"hidden": x, "attention_mask": mask}, baseline,
+                                              ex["labels"], input_key="hidden", steps=steps, rule=rule,
+                                              objective=objective)
+        else:
+            result = memorization_attribution(path_module, path_params, s, {"inputs_embeds": x, "attention_mask": mask},
+                                              baseline, ex["labels"], input_key="inputs_embeds", steps=steps,
+                                              rule=rule, objective=path_objective)
         records.append({"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),
                         "tokens": tokenizer.convert_ids_to_tokens(ids.tolist()),
                         "attributions": [float(a) for a in result.attributions],

@@ -42,3 +42,36 @@ def test_image_attribution_grid(tiny_cfg, tmp_path):
     assert records and all(len(r["attributions"]) == 7 and len(r["attributions"][0]) == 7 for r in records)
     assert (mem / "attributions.png").stat().st_size > 1000
     assert len(pd.read_csv(mem / "scores.csv")) == 64
+
+
+def test_embedding_placement_is_complete_with_many_steps(tmp_path):
+    """At the word embeddings the path runs through the frozen layers too; Σ attributions -> M_replace."""
+    import torch
+
+    from memlab.attributing import attribute_text
+    from memlab.data.text import TextDataModule
+    from memlab.influence.functional import TrainingObjective, trainable_params
+    from memlab.influence.solver import make_solver
+    from memlab.model.text_network import build_text_classifier
+    from memlab.callbacks.prefix_cache import apply_prefix_cache
+
+    dm = TextDataModule(name="t", tokenizer="tiny-random", source="generated", batch_size=8)
+    dm.setup()
+    net = build_text_classifier("tiny-random", 2, freeze_layers=4).eval()
+    apply_prefix_cache(dm, net, "tiny", None)
+    module, objective = net.suffix, TrainingObjective()
+    params = trainable_params(module)
+    solver = make_solver("identity", damping=1.0).fit(module, params, [], objective)
+    examples = dm.splits["train"].examples[:3]
+    for placement in ("layer", "embeddings"):
+        records = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, steps=64,
+                                 rule="gauss_legendre", placement=placement, progress=False)
+        for r in records:
+            assert len(r["attributions"]) == len(r["tokens"])
+            assert abs(r["attribution_total"] - r["replace_score"]) <= 1e-3 * max(1e-6, abs(r["replace_score"]))
+    # the replace score does not depend on where the path is taken, the attributions do
+    layer = attribute_text(net, module, params, solver, objective, examples[:1], dm.tokenizer, steps=8, progress=False)
+    emb = attribute_text(net, module, params, solver, objective, examples[:1], dm.tokenizer, steps=8,
+                         placement="embeddings", progress=False)
+    assert abs(layer[0]["replace_score"] - emb[0]["replace_score"]) < 1e-5
+    assert not torch.allclose(torch.tensor(layer[0]["attributions"]), torch.tensor(emb[0]["attributions"]))

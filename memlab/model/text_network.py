@@ -88,6 +88,25 @@ class TextClassifierNet(nn.Module):
         return self.suffix(hidden=hidden, attention_mask=attention_mask)
 
 
+class EmbeddingsToLogits(nn.Module):
+    """The whole classifier as a function of the word embeddings (the paper's text places Eq. 5 there):
+    position/type embeddings + LayerNorm, the frozen layers, then the trainable suffix. Its θ are the
+    suffix's parameters under the prefix ``suffix.``."""
+
+    def __init__(self, net: TextClassifierNet):
+        super().__init__()
+        self.prefix, self.suffix = net.prefix, net.suffix
+        self.train(net.training)  # a new module starts in train mode; follow the wrapped net's mode
+
+    def word_embeddings(self, input_ids: Tensor) -> Tensor:
+        return self.prefix.embeddings.word_embeddings(input_ids)
+
+    def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, **unused) -> Tensor:
+        hidden = self.prefix.embeddings(input_ids=None, inputs_embeds=inputs_embeds)
+        hidden = run_layers(self.prefix.layers, hidden, attention_mask)
+        return self.suffix(hidden=hidden, attention_mask=attention_mask)
+
+
 def build_text_classifier(pretrained: str, num_classes: int, freeze_layers: int = 4, dropout: float = 0.1,
                           seed: int = 0) -> TextClassifierNet:
     """Hydra target: load ``pretrained`` (hub id, folder, ``packaged:NAME`` or ``tiny-random``)."""
