@@ -42,7 +42,7 @@ class MemorizationScores(L.Callback):
         params = trainable_params(module)
         rank, world = trainer.global_rank, trainer.world_size
         loader = dm.score_dataloader(self.batch_size)
-        sample_indices = dm.splits["train"].sample_indices()
+        sample_indices = loader.dataset.sample_indices()
         fit_batches = [b for i, b in enumerate(loader) if i % world == rank]
         all_reduce = (lambda t: trainer.strategy.reduce(t, reduce_op="sum")) if world > 1 else None
         return score_training_set(module, params, pl_module.training_objective, loader, fit_batches, solver_cfg,

@@ -133,5 +133,9 @@ class MemlabDataModule(L.LightningDataModule):
         return self._loader(self.splits["test"], False, self.eval_batch_size)
 
     def score_dataloader(self, batch_size: int | None = None) -> DataLoader:
-        """The (reduced) train split in a fixed order: what memorization scores are computed on."""
-        return self._loader(self.splits["train"], False, batch_size or self.batch_size)
+        """The (reduced) train split in a fixed order: what memorization scores are computed on.
+        With ``group_by_length`` the order is by length (then sample_index): batches pad far less."""
+        ds = self.splits["train"]
+        if self.group_by_length:
+            ds = ListDataset(sorted(ds.examples, key=lambda e: (self.example_length(e), int(e["sample_index"]))))
+        return self._loader(ds, False, batch_size or self.batch_size)
