@@ -85,6 +85,8 @@ def stability(cfg: DictConfig) -> dict:
     plot_heatmap(matrix, out / "stability.png", title="Spearman between training seeds (Table 5)")
     off = matrix.to_numpy()[~np.eye(len(matrix), dtype=bool)]
     log.info("seed stability:\n%s", matrix.round(3).to_string())
+    if not off.size:  # one seed: its ranking is cached for a later run with more seeds
+        return update_json(out / "metrics.json", {"stability/seeds": len(matrix)})
     return update_json(out / "metrics.json", {"stability/spearman_min": float(off.min()),
                                               "stability/spearman_mean": float(off.mean())})
 
