@@ -132,3 +132,12 @@ def test_write_removal_summary(tmp_path):
     # An empty sweep still writes a (header-only) table and a figure.
     empty = write_removal_summary(tmp_path / "empty_sweep")
     assert pd.read_csv(empty["summary"]).empty and Path(empty["figure"]).exists()
+
+
+def test_full_data_runs_count_once_per_seed():
+    summary = pd.DataFrame({"strategy": ["top", "random", "top", "random", "top"],
+                            "removal_pct": [0.0, 0.0, 0.0, 0.0, 30.0], "seed": [0, 0, 1, 1, 0],
+                            "test_acc": [0.9, 0.9, 0.8, 0.8, 0.7], "min_removed_score": [np.nan] * 4 + [1.0]})
+    agg = aggregate_removal(summary).set_index(["strategy", "removal_pct"])
+    assert agg.loc[("top", 0.0), "n_runs"] == 2
+    assert agg.loc[("top", 0.0), "test_acc_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))

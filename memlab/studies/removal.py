@@ -174,7 +174,8 @@ def aggregate_removal(summary: pd.DataFrame) -> pd.DataFrame:
     columns = ["strategy", "removal_pct", "test_acc_mean", "test_acc_std", "n_runs", "min_removed_score"]
     if summary.empty:
         return pd.DataFrame(columns=columns)
-    full = summary[summary["removal_pct"] == 0]
+    # X = 0 is one job per seed whatever the strategy: count each seed once
+    full = summary[summary["removal_pct"] == 0].drop_duplicates("seed")
     removed = summary[summary["removal_pct"] != 0]
     strategies = [s for s in STRATEGIES if s in set(removed["strategy"])] or sorted(set(full["strategy"]))
     rows = []
