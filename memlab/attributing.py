@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -23,7 +22,7 @@ from .influence.functional import Params, TrainingObjective, gold_probability, p
 from .influence.masking import mask_all_tokens
 from .influence.reduction import reduction_curve
 from .influence.self_influence import memorization_scores
-from .utils.io import atomic_write, atomic_write_csv
+from .utils.io import atomic_write
 
 
 def top_instances(scores: pd.DataFrame, top_pct: float) -> list[int]:

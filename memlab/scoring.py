@@ -5,14 +5,13 @@ Streams per-example gradients through a fitted inverse-Hessian solver and writes
 chunks and ends with identical scores. Under data parallelism each rank scores the chunks with
 ``chunk_id % world_size == rank`` and rank 0 merges. The merged table is what scores.csv holds.
 
-    frame, info = score_training_set(module, params, objective, score_batches, fit_batches,
+    frame, info, solver = score_training_set(module, params, objective, score_batches, fit_batches,
                                       solver_cfg={"name": "ekfac", "damping_rel": 0.1}, out_dir=...)
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -74,8 +73,8 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
                        solver_cfg: Mapping, out_dir: str | Path, sample_indices: list[int],
                        batches_per_chunk: int = 32, rank: int = 0, world_size: int = 1,
                        all_reduce: Callable[[Tensor], Tensor] | None = None, barrier: Callable[[], None] = lambda: None,
-                       progress: bool = True) -> tuple[pd.DataFrame | None, dict]:
-    """Memorization scores of every example in ``score_batches`` (rank 0 gets the merged frame)."""
+                       progress: bool = True) -> tuple[pd.DataFrame | None, dict, object]:
+    """(scores, info, fitted solver) for every example in ``score_batches`` (rank 0 gets the merged frame)."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
     fingerprint = state_fingerprint(module, params, sample_indices, solver_cfg)
@@ -114,14 +113,14 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
     bar.close()
     barrier()
     info = {"solver": solver.describe(), "spectrum": _jsonable_spectrum(spectrum), "fit_seconds": fit_seconds,
-            "resumed_chunks": int(done_before), "chunks": n_chunks, "solver_object": solver}
+            "resumed_chunks": int(done_before), "chunks": n_chunks}
     if rank != 0:
-        return None, info
+        return None, info, solver
     parts = [torch.load(chunk_dir / f"chunk-{c:05d}.pt", weights_only=True) for c in range(n_chunks)]
     frame = pd.DataFrame({k: torch.cat([p[k] for p in parts]).double().numpy() if k not in ("sample_index", "label", "prediction")
                           else torch.cat([p[k] for p in parts]).long().numpy() for k in parts[0]})
     info["seconds"] = time.perf_counter() - started
-    return frame, info
+    return frame, info, solver
 
 
 def _jsonable_spectrum(spectrum: dict | None) -> dict | None:

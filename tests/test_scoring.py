@@ -36,7 +36,7 @@ def score(out_dir, data, solver=None):
 
 def test_resume_after_interruption_gives_identical_scores(tmp_path, monkeypatch):
     data = batches()
-    fresh, _ = score(tmp_path / "fresh", data)
+    fresh, _, _ = score(tmp_path / "fresh", data)
     real = scoring.memorization_scores
     calls = []
 
@@ -53,7 +53,7 @@ def test_resume_after_interruption_gives_identical_scores(tmp_path, monkeypatch)
     assert not list((tmp_path / "resumed" / "chunks").glob(".*.tmp*"))  # no partial file left behind
     calls.clear()
     monkeypatch.setattr(scoring, "memorization_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
-    resumed, info = score(tmp_path / "resumed", data)
+    resumed, info, _ = score(tmp_path / "resumed", data)
     assert len(calls) == 3 and info["resumed_chunks"] == 2  # 5 chunks, 2 reused
     pd.testing.assert_frame_equal(resumed, fresh)
     assert len(fresh) == 40 and fresh["sample_index"].tolist() == list(range(40))
@@ -61,8 +61,8 @@ def test_resume_after_interruption_gives_identical_scores(tmp_path, monkeypatch)
 
 def test_changed_solver_does_not_reuse_chunks(tmp_path):
     data = batches()
-    a, _ = score(tmp_path, data, {"name": "exact", "damping": 0.01})
-    b, info = score(tmp_path, data, {"name": "exact", "damping": 10.0})
+    a, _, _ = score(tmp_path, data, {"name": "exact", "damping": 0.01})
+    b, info, _ = score(tmp_path, data, {"name": "exact", "damping": 10.0})
     assert info["resumed_chunks"] == 0
     assert not torch.allclose(torch.tensor(a["mem_score"].values), torch.tensor(b["mem_score"].values))
 

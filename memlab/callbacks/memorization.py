@@ -53,13 +53,13 @@ class MemorizationScores(L.Callback):
         started = time.perf_counter()
         pl_module.eval()
         with torch.enable_grad():
-            frame, info = self._score_once(trainer, pl_module, self.solver_cfg, self.output_dir)
+            frame, info, solver = self._score_once(trainer, pl_module, self.solver_cfg, self.output_dir)
             other = None
             if self.compare_cfg:
-                other, _ = self._score_once(trainer, pl_module, self.compare_cfg,
+                other, _, _ = self._score_once(trainer, pl_module, self.compare_cfg,
                                             self.output_dir / f"compare-{self.compare_cfg['name']}")
         if trainer.global_rank != 0:
-            return {"solver": info.pop("solver_object")}
+            return {"solver": solver}
         dm = trainer.datamodule
         texts = {int(e["sample_index"]): dm.describe(e) for e in dm.splits["train"].examples}
         scores = finalize_scores(frame, texts)
@@ -73,7 +73,7 @@ class MemorizationScores(L.Callback):
         update_json(self.metrics_file, metrics)
         self.log_to_loggers(trainer, scores, metrics)
         log.info("memorization scores of %d instances in %.1f s -> %s", len(scores), seconds, self.output_dir)
-        return {"scores": scores, "solver": info.pop("solver_object"), "solver_info": info,
+        return {"scores": scores, "solver": solver, "solver_info": info,
                 "diagnostics": diagnostics, "output_dir": self.output_dir}
 
     def write_outputs(self, scores, diagnostics, dm) -> None:

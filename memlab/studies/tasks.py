@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..utils.io import atomic_write_csv, atomic_write_text, update_json
@@ -94,7 +93,6 @@ def stability(cfg: DictConfig) -> dict:
 # -- Feldman-Zhang reference estimator ----------------------------------------------------------------
 def fz(cfg: DictConfig) -> dict:
     """Train K models on seeded random subsets; mem(z) = P[correct | z in] - P[correct | z out]."""
-    import torch
 
     from ..train import build
     from .feldman_zhang import fz_memorization, sample_subsets, spearman_against

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from ..functional import Params, TrainingObjective, num_params
