@@ -51,7 +51,7 @@ from memlab.data.base import ListDataset
 from memlab.data.text import TextDataModule
 from memlab.influence.functional import (TrainingObjective, flatten, gold_probability, hvp_many, logits_fn,
                                          num_params, per_example_grads, split_batch, trainable_params, unflatten)
-from memlab.influence.presets import STUDY_PRESET, fit_solver
+from memlab.influence.presets import MEMLAB_PRESET, STUDY_PRESET, fit_solver
 from memlab.influence.self_influence import memorization_scores
 from memlab.influence.solver import (ArnoldiSolver, ConjugateGradientSolver, EKFACSolver, IdentitySolver,
                                      LissaSolver)
@@ -393,7 +393,7 @@ def main():
     # data + model + prefix cache
     with Phase("data, model and prefix cache") as setup:
         dm = TextDataModule(name="sst2", tokenizer=args.model, source="local", dir=args.data,
-                            batch_size=args.batch_size, seed=args.seed)
+                            batch_size=args.batch_size, seed=args.seed, group_by_length=True)
         dm.setup()
         net = build_text_classifier(args.model, num_classes=2, freeze_layers=4, seed=args.seed)
         apply_prefix_cache(dm, net, args.model, cache_dir=str(cache_dir))
@@ -444,7 +444,7 @@ def main():
     with Phase(f"ekfac (memlab default): fit {args.ekfac_fit_examples} + score all {n_train}") as ph_ek:
         t = time.perf_counter()
         ekfac, spec = fit_solver("ekfac", suffix, params, score_loader, objective, damping_rel=0.1,
-                                 fit_examples=args.ekfac_fit_examples)
+                                 fit_examples=args.ekfac_fit_examples, rotation_dtype=MEMLAB_PRESET["rotation_dtype"])
         ek_fit_s = time.perf_counter() - t
         with Phase("  ekfac scoring alone") as ph_ek_score:
             list(memorization_scores(suffix, params, score_loader, ekfac, objective))

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .influence.attribution import memorization_attribution
+from .influence.attribution import memorization_attribution, memorization_attributions
 from .influence.functional import Params, TrainingObjective, gold_probability, per_example_grads
 from .influence.masking import mask_all_tokens
-from .influence.reduction import reduction_curve
+from .influence.reduction import DEFAULT_K_PERCENTS, reduction_curve
 from .influence.self_influence import memorization_scores
 from .utils.io import atomic_write
 
@@ -35,21 +35,35 @@ def influence_directions(module: nn.Module, params: Params, solver, batch: dict,
     """s = (H + λI)⁻¹ ∇θP(y|x) for every example of a batch ([B, P]); ∇P = −P·∇CE."""
     ce = TrainingObjective(l2=objective.l2, l2_names=objective.l2_names, l2_in_example_grad=False)
     grads, probs = per_example_grads(module, params, batch, ce)
-    v = -gold_probability(probs, batch["labels"]).unsqueeze(1) * grads
+    v = -gold_probability(probs, batch["labels"]).to(grads.dtype).unsqueeze(1) * grads
     return solver.solve(v)
 
 
-def _collate_one(ex: dict, keys) -> dict:
-    return {k: ex[k].unsqueeze(0) for k in keys if k in ex}
+def _pad_texts(examples: list[dict], pad_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(input_ids, attention_mask, hidden (zeros at padding), labels) of a group of instances."""
+    pad = torch.nn.utils.rnn.pad_sequence
+    ids = pad([e["input_ids"] for e in examples], batch_first=True, padding_value=pad_id)
+    mask = pad([torch.ones_like(e["input_ids"]) for e in examples], batch_first=True)
+    hidden = pad([e["hidden"].float() for e in examples], batch_first=True) if "hidden" in examples[0] else None
+    labels = torch.stack([e["labels"].view(()) for e in examples])
+    return ids, mask, hidden, labels
+
+
+def _by_length(examples: list[dict], group_size: int) -> list[list[int]]:
+    """Positions of ``examples`` in groups of similar length (little padding per group)."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i]["input_ids"]), i))
+    return [order[i:i + group_size] for i in range(0, len(order), group_size)]
 
 
 def attribute_text(net, module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],
                    tokenizer, steps: int = 50, rule: str = "left", mask_special: bool = True,
-                   placement: str = "layer", progress: bool = True) -> list[dict]:
+                   placement: str = "layer", progress: bool = True, group_size: int = 8) -> list[dict]:
     """Eq. 5 token attributions for ``examples`` (dicts with input_ids, hidden, labels, sample_index);
-    one record per instance. ``placement``: ``layer`` = the input of the first trainable layer (the
-    study's code), ``embeddings`` = the word embeddings (the paper's text). The baseline is the same
-    sequence with every token [MASK]ed ([CLS]/[SEP] too unless ``mask_special=False``)."""
+    one record per instance, in the order given. ``placement``: ``layer`` = the input of the first
+    trainable layer (the study's code), ``embeddings`` = the word embeddings (the paper's text). The
+    baseline is the same sequence with every token [MASK]ed ([CLS]/[SEP] too unless
+    ``mask_special=False``). Instances of similar length are attributed ``group_size`` at a time (all
+    their α points in one vmapped pass); padding positions have X = X' and get no attribution."""
     special_ids = [tokenizer.cls_token_id, tokenizer.sep_token_id]
     if placement not in ("layer", "embeddings"):
         raise ValueError(f"attribution placement must be layer or embeddings, got {placement!r}")
@@ -58,62 +72,76 @@ def attribute_text(net, module: nn.Module, params: Params, solver, objective: Tr
 
         path_module = EmbeddingsToLogits(net)
         path_params = {f"suffix.{k}": v for k, v in params.items()}
-        path_objective = TrainingObjective(objective.l2, frozenset(f"suffix.{n}" for n in objective.l2_names),
-                                           objective.l2_in_example_grad)
-    records = []
-    for ex in tqdm(examples, desc="memorization attribution", disable=not progress, unit="inst"):
-        ids = ex["input_ids"]
-        mask = torch.ones_like(ids)
-        hidden = ex["hidden"].float()
+    pad_id = tokenizer.pad_token_id or 0
+    records: list[dict | None] = [None] * len(examples)
+    bar = tqdm(total=len(examples), desc="memorization attribution", disable=not progress, unit="inst",
+               dynamic_ncols=True)
+    for group in _by_length(examples, group_size):
+        chosen = [examples[i] for i in group]
+        ids, mask, hidden, labels = _pad_texts(chosen, pad_id)
         baseline_ids = mask_all_tokens(ids, mask, special_ids, tokenizer.mask_token_id, mask_special=mask_special)
-        batch = {"hidden": hidden.unsqueeze(0), "attention_mask": mask.unsqueeze(0), "labels": ex["labels"].view(1)}
-        s = influence_directions(module, params, solver, batch, objective)[0]
+        batch = {"hidden": hidden, "attention_mask": mask, "labels": labels}
+        s = influence_directions(module, params, solver, batch, objective)
         with torch.no_grad():
             if placement == "layer":
-                x, baseline = hidden, net.prefix(baseline_ids.unsqueeze(0), mask.unsqueeze(0))[0]
+                x = hidden
+                baseline = net.prefix(baseline_ids, mask) * mask.unsqueeze(-1).to(hidden.dtype)
             else:
                 x, baseline = path_module.word_embeddings(ids), path_module.word_embeddings(baseline_ids)
         if placement == "layer":
-            result = memorization_attribution(module, params, s, {"hidden": x, "attention_mask": mask}, baseline,
-                                              ex["labels"], input_key="hidden", steps=steps, rule=rule,
-                                              objective=objective)
+            result = memorization_attributions(module, params, s, {"hidden": x, "attention_mask": mask}, baseline,
+                                               labels, input_key="hidden", steps=steps, rule=rule,
+                                               batch_instances=len(group))
         else:
-            result = memorization_attribution(path_module, path_params, s, {"inputs_embeds": x, "attention_mask": mask},
-                                              baseline, ex["labels"], input_key="inputs_embeds", steps=steps,
-                                              rule=rule, objective=path_objective)
-        records.append({"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),
-                        "tokens": tokenizer.convert_ids_to_tokens(ids.tolist()),
-                        "attributions": [float(a) for a in result.attributions],
-                        "replace_score": float(result.replace_score), "attribution_total": float(result.total),
-                        "completeness_gap": float(result.completeness_gap)})
+            result = memorization_attributions(path_module, path_params, s,
+                                               {"inputs_embeds": x, "attention_mask": mask}, baseline, labels,
+                                               input_key="inputs_embeds", steps=steps, rule=rule,
+                                               batch_instances=len(group))
+        for j, (i, ex) in enumerate(zip(group, chosen)):
+            length = len(ex["input_ids"])
+            records[i] = {"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),
+                          "tokens": tokenizer.convert_ids_to_tokens(ex["input_ids"].tolist()),
+                          "attributions": [float(a) for a in result.attributions[j, :length]],
+                          "replace_score": float(result.replace_score[j]),
+                          "attribution_total": float(result.total[j]),
+                          "completeness_gap": float(result.completeness_gap[j])}
+        bar.update(len(group))
+    bar.close()
     return records
 
 
 def text_reduction_rate(net, module: nn.Module, params: Params, solver, objective: TrainingObjective,
                         examples: list[dict], records: list[dict], mem_scores: Tensor, tokenizer,
-                        random_draws: int = 3, seed: int = 0, batch_size: int = 32) -> list[dict]:
+                        random_draws: int = 3, seed: int = 0, batch_size: int = 32, progress: bool = True) -> list[dict]:
     """Eq. 6 for k = 10..90%: mask the top-k% attributed (or random) tokens, re-score with the same solver."""
-    ids = torch.nn.utils.rnn.pad_sequence([e["input_ids"] for e in examples], batch_first=True,
-                                          padding_value=tokenizer.pad_token_id or 0)
-    mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(e["input_ids"]) for e in examples], batch_first=True)
+    ids, mask, _, labels = _pad_texts(examples, tokenizer.pad_token_id or 0)
     special = (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id)
     attributions = torch.zeros(ids.shape, dtype=torch.float64)
     for i, r in enumerate(records):
         attributions[i, : len(r["attributions"])] = torch.tensor(r["attributions"])
-    labels = torch.stack([e["labels"] for e in examples])
+    groups = _by_length(examples, batch_size)
+    rescorings = len(DEFAULT_K_PERCENTS) * (1 + random_draws)
+    bar = tqdm(total=rescorings * len(examples), desc="reduction rate", disable=not progress, unit="inst",
+               dynamic_ncols=True)
 
     def rescore(masked_ids: Tensor) -> Tensor:
-        out = []
-        for start in range(0, len(masked_ids), batch_size):
-            sl = slice(start, start + batch_size)
+        out = torch.empty(len(masked_ids), dtype=torch.float64)
+        for group in groups:  # similar lengths together, each batch cut to its longest sequence
+            rows = torch.tensor(group)
+            length = int(mask[rows].sum(-1).max())
+            group_ids, group_mask = masked_ids[rows, :length], mask[rows, :length]
             with torch.no_grad():
-                hidden = net.prefix(masked_ids[sl], mask[sl])
-            batch = {"hidden": hidden, "attention_mask": mask[sl], "labels": labels[sl]}
-            out += [r["mem_score"] for r in memorization_scores(module, params, [batch], solver, objective)]
-        return torch.cat(out).double()
+                hidden = net.prefix(group_ids, group_mask)
+            batch = {"hidden": hidden, "attention_mask": group_mask, "labels": labels[rows]}
+            out[rows] = torch.cat([r["mem_score"] for r in memorization_scores(module, params, [batch], solver,
+                                                                                  objective)]).double()
+            bar.update(len(group))
+        return out
 
-    return reduction_curve(ids, mask, special, mem_scores.double(), rescore, attributions, tokenizer.mask_token_id,
+    rows = reduction_curve(ids, mask, special, mem_scores.double(), rescore, attributions, tokenizer.mask_token_id,
                            random_draws=random_draws, seed=seed)
+    bar.close()
+    return rows
 
 
 def attribute_images(module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],

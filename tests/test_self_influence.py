@@ -1,5 +1,7 @@
 """Self-influence (Eq. 2) against an independent dense computation and against actual leave-one-out
 retraining of a convex model; the streaming generator's fields and paths."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,3 +157,61 @@ def test_ekfac_fast_path_equals_flat_gradients(mlp_problem):
     for key in ("mem_score", "grad_norm_sq", "prob"):
         a, b = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), key
+
+
+def test_cross_entropy_matches_torch_and_keeps_tiny_gradients():
+    from memlab.influence.functional import cross_entropy, gold_loss
+
+    logits = torch.tensor([[0.3, -1.2, 2.0], [1.0, 0.5, -0.5]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([2, 1])
+    ours = cross_entropy(logits, labels, reduction="sum")
+    theirs = F.cross_entropy(logits, labels, reduction="sum")
+    assert torch.allclose(ours, theirs)
+    assert torch.allclose(torch.autograd.grad(ours, logits)[0], torch.autograd.grad(theirs, logits)[0])
+    # float32, margin 30: torch's gradient at the gold logit is exactly 0; the true one is -e^-30
+    confident = torch.tensor([[30.0, 0.0]], dtype=torch.float32, requires_grad=True)
+    gold = torch.tensor([0])
+    assert torch.autograd.grad(F.cross_entropy(confident, gold), confident)[0][0, 0] == 0
+    g = torch.autograd.grad(cross_entropy(confident, gold), confident)[0]
+    assert torch.allclose(g.double(), torch.tensor([[-1.0, 1.0]], dtype=torch.float64) * math.exp(-30), rtol=1e-5)
+    probs = torch.tensor([[1 - 1e-13, 1e-13]], dtype=torch.float64)
+    assert torch.allclose(gold_loss(probs, gold), torch.tensor([1e-13], dtype=torch.float64), rtol=1e-6)
+
+
+def test_ekfac_fast_path_on_padded_transformer_and_confident_examples():
+    # the per-token path (live positions, tiles, Gram norms, normalised backward) against flat
+    # per-example gradients through solve(), with padding of different lengths and the L2 term
+    from memlab.model.text_network import build_text_classifier
+
+    torch.manual_seed(0)
+    net = build_text_classifier("tiny-random", 2, freeze_layers=4).double().eval()
+    suffix = net.suffix
+    b, t = 12, 7
+    hidden = torch.randn(b, t, net.config.hidden_size, dtype=torch.float64)
+    mask = torch.ones(b, t, dtype=torch.long)
+    for i in range(b):
+        mask[i, 3 + i % 4:] = 0
+    labels = torch.randint(0, 2, (b,))
+    params = trainable_params(suffix)
+    batches = [{"hidden": hidden[i:i + 6], "attention_mask": mask[i:i + 6], "labels": labels[i:i + 6]}
+               for i in range(0, b, 6)]
+    objective = TrainingObjective(l2=5e-3, l2_names=default_l2_names(suffix))
+    solver = make_solver("ekfac", 1e-3, fit_examples=None).fit(suffix, params, batches, objective)
+    fast = list(memorization_scores(suffix, params, batches, solver, objective))
+    slow = list(memorization_scores(suffix, params, batches, solver, objective, fast=False))
+    for key in ("mem_score", "grad_norm_sq", "loss"):
+        a, c = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
+        assert torch.allclose(a.double(), c.double(), rtol=1e-7, atol=0), key
+
+    # float32 and a margin of ~60: P(y|x) is 1 to float precision and ‖∇L‖² ~ e^-120 underflows
+    # float32, yet every score must stay positive and follow the margin (no ties at 0)
+    suffix = suffix.float()
+    with torch.no_grad():
+        suffix.classifier.bias[1] += 60.0
+    params = trainable_params(suffix)
+    confident = [{"hidden": bt["hidden"].float(), "attention_mask": bt["attention_mask"],
+                  "labels": torch.ones_like(bt["labels"])} for bt in batches]
+    solver = make_solver("ekfac", 1e-3, fit_examples=None).fit(suffix, params, confident)
+    out = list(memorization_scores(suffix, params, confident, solver))
+    scores, loss = torch.cat([r["mem_score"] for r in out]), torch.cat([r["loss"] for r in out])
+    assert (scores > 0).all() and (loss > 0).all() and scores.max() < 1e-40

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from .functional import Params, TrainingObjective, flatten, gold_probability, per_example_grads
+from .functional import Params, TrainingObjective, flatten, gold_loss, gold_probability, per_example_grads
 from .solver.base import InverseHessianSolver
 from .solver.sampling import eval_mode, params_device, to_device
 
@@ -91,7 +91,7 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
                 p = gold_probability(probs, labels)
                 out["prob"].append(p)
                 out["prediction"].append(probs.argmax(-1))
-                out["loss"].append(-torch.log(p.double().clamp_min(torch.finfo(torch.float64).tiny)))
+                out["loss"].append(gold_loss(probs, labels))
                 out["grad_norm_sq"].append(norm_sq)
                 out["mem_score"].append(score)
             done += n
