@@ -75,3 +75,33 @@ def test_embedding_placement_is_complete_with_many_steps(tmp_path):
                          placement="embeddings", progress=False)
     assert abs(layer[0]["replace_score"] - emb[0]["replace_score"]) < 1e-5
     assert not torch.allclose(torch.tensor(layer[0]["attributions"]), torch.tensor(emb[0]["attributions"]))
+
+
+def test_grouped_attribution_equals_one_at_a_time():
+    """Grouping instances of different lengths (padding, vmapped) changes nothing but speed; order kept."""
+    import torch
+
+    from memlab.attributing import attribute_text
+    from memlab.data.text import TextDataModule
+    from memlab.influence.functional import TrainingObjective, trainable_params
+    from memlab.influence.solver import make_solver
+    from memlab.model.text_network import build_text_classifier
+    from memlab.callbacks.prefix_cache import apply_prefix_cache
+
+    dm = TextDataModule(name="t", tokenizer="tiny-random", source="generated", batch_size=8)
+    dm.setup()
+    net = build_text_classifier("tiny-random", 2, freeze_layers=4).eval()
+    apply_prefix_cache(dm, net, "tiny", None)
+    module, objective = net.suffix, TrainingObjective()
+    params = trainable_params(module)
+    solver = make_solver("identity", damping=1.0).fit(module, params, [], objective)
+    examples = dm.splits["train"].examples[:5]
+    assert len({len(e["input_ids"]) for e in examples}) > 1  # the group really pads
+    single = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, steps=6, progress=False)
+    grouped = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, steps=6, progress=False,
+                             group_size=3)
+    assert [r["sample_index"] for r in grouped] == [int(e["sample_index"]) for e in examples]
+    for a, b in zip(single, grouped):
+        assert a["tokens"] == b["tokens"]
+        assert torch.allclose(torch.tensor(a["attributions"]), torch.tensor(b["attributions"]), rtol=1e-4, atol=1e-7)
+        assert abs(a["replace_score"] - b["replace_score"]) <= 1e-4 * abs(a["replace_score"]) + 1e-9

@@ -113,3 +113,15 @@ def test_planted_singletons_score_highest(one_thread):
     assert fz.loc[list(planted), "fz_mem"].min() > 0.8
     typical = fz.drop(index=list(planted))["fz_mem"].dropna()
     assert typical.abs().mean() < 0.05 and typical.abs().max() < 0.5
+
+
+def test_subset_models_are_cached_independently_of_the_solver(tmp_path):
+    from conftest import compose
+    from memlab.studies.tasks import _fz_key
+
+    base = ["experiment=sst2_fz", "data=tiny_text", "model=tiny_bert"]
+    key = _fz_key(compose(base, tmp_path))
+    assert _fz_key(compose(base + ["solver=exact"], tmp_path)) == key
+    assert _fz_key(compose(base + ["solver.damping_rel=10"], tmp_path)) == key
+    assert _fz_key(compose(base + ["trainer.max_epochs=7"], tmp_path)) != key
+    assert _fz_key(compose(base + ["fz.fraction=0.5"], tmp_path)) != key

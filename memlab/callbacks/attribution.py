@@ -21,10 +21,10 @@ log = logging.getLogger("memlab")
 class MemorizationAttribution(L.Callback):
     def __init__(self, output_dir: str, top_pct: float = 10.0, steps: int = 50, rule: str = "left",
                  mask_special: bool = True, placement: str = "layer", reduction_rate: bool = True, random_draws: int = 3, seed: int = 0,
-                 max_instances: int | None = None, metrics_file: str | None = None):
+                 max_instances: int | None = None, metrics_file: str | None = None, group_size: int = 1):
         self.output_dir = Path(output_dir)
         self.top_pct, self.steps, self.rule, self.mask_special = top_pct, steps, rule, mask_special
-        self.placement = placement
+        self.placement, self.group_size = placement, group_size
         self.reduction, self.random_draws, self.seed, self.max_instances = reduction_rate, random_draws, seed, max_instances
         self.metrics_file = Path(metrics_file) if metrics_file else self.output_dir.parent / "metrics.json"
 
@@ -46,7 +46,7 @@ class MemorizationAttribution(L.Callback):
         with torch.enable_grad():
             if "hidden" in examples[0]:
                 records = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, self.steps,
-                                         self.rule, self.mask_special, self.placement)
+                                         self.rule, self.mask_special, self.placement, group_size=self.group_size)
             else:
                 records = attribute_images(module, params, solver, objective, examples, self.steps, self.rule)
         for r in records:

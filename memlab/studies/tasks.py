@@ -153,7 +153,8 @@ def _fz_key(cfg: DictConfig) -> str:
     from .removal_job import ranking_key
 
     extra = f"{cfg.fz.fraction}|{cfg.fz.subset_seed}|{cfg.seed}"
-    return hashlib.sha1((ranking_key(cfg) + extra).encode()).hexdigest()[:12]
+    # the subset models depend on data, model and training, not on how self-influence is computed
+    return hashlib.sha1((ranking_key(cfg, keys=("data", "model", "data_seed")) + extra).encode()).hexdigest()[:12]
 
 
 def _predict(model, loader) -> np.ndarray:
