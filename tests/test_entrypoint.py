@@ -23,6 +23,8 @@ def test_smoke_writes_metrics(tmp_path):
     for key in ("test/acc", "val/acc", "train/epoch_seconds"):
         assert key in metrics
     assert 0 <= metrics["test/acc"] <= 1 and metrics["train/epoch_seconds"] > 0
+    # the default logger includes W&B; WANDB_MODE=disabled must win over its offline default
+    assert not list(tmp_path.glob("wandb/*run-*")), "WANDB_MODE=disabled was ignored"
 
 
 def test_wandb_offline_run_dir_appears(tmp_path):
