@@ -21,12 +21,16 @@ def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFra
     fraction, and λ in absolute terms and relative to the mean and top eigenvalue of H."""
     s = scores["mem_score"].to_numpy(float)
     scale = np.nanmax(np.abs(s)) if len(s) else 0.0
-    tiny = np.finfo(np.float32).eps * max(scale, np.finfo(np.float32).tiny)
+    resolution = np.finfo(np.float32).eps * max(scale, np.finfo(np.float32).tiny)
     out = {
         "n": int(len(s)),
         "spearman_vs_loss": spearman(s, scores["loss"]),
         "spearman_vs_identity": spearman(s, scores["prob"] * scores["grad_norm_sq"]),
-        "zero_fraction": float(np.mean(np.abs(s) <= tiny)) if len(s) else float("nan"),
+        # exactly 0 (or below float32's smallest normal): the ranking among them is arbitrary
+        "zero_fraction": float(np.mean(np.abs(s) <= np.finfo(np.float32).tiny)) if len(s) else float("nan"),
+        # below float32 resolution relative to the largest score: ordered, but indistinguishable from
+        # 0 next to the top (confidently fitted instances; the scores span many orders of magnitude)
+        "negligible_fraction": float(np.mean(np.abs(s) <= resolution)) if len(s) else float("nan"),
         "negative_fraction": float(np.mean(s < 0)) if len(s) else float("nan"),
     }
     solver = solver_info.get("solver", {})
