@@ -44,16 +44,13 @@ def test_image_attribution_grid(tiny_cfg, tmp_path):
     assert len(pd.read_csv(mem / "scores.csv")) == 64
 
 
-def test_embedding_placement_is_complete_with_many_steps(tmp_path):
-    """At the word embeddings the path runs through the frozen layers too; Σ attributions -> M_replace."""
-    import torch
-
-    from memlab.attributing import attribute_text
+def tiny_text_attribution_setup():
+    """(data module, net, suffix, θ, objective, identity solver) of an untrained tiny BERT on toy text."""
+    from memlab.callbacks.prefix_cache import apply_prefix_cache
     from memlab.data.text import TextDataModule
     from memlab.influence.functional import TrainingObjective, trainable_params
     from memlab.influence.solver import make_solver
     from memlab.model.text_network import build_text_classifier
-    from memlab.callbacks.prefix_cache import apply_prefix_cache
 
     dm = TextDataModule(name="t", tokenizer="tiny-random", source="generated", batch_size=8)
     dm.setup()
@@ -61,7 +58,16 @@ def test_embedding_placement_is_complete_with_many_steps(tmp_path):
     apply_prefix_cache(dm, net, "tiny", None)
     module, objective = net.suffix, TrainingObjective()
     params = trainable_params(module)
-    solver = make_solver("identity", damping=1.0).fit(module, params, [], objective)
+    return dm, net, module, params, objective, make_solver("identity", damping=1.0).fit(module, params, [], objective)
+
+
+def test_embedding_placement_is_complete_with_many_steps(tmp_path):
+    """At the word embeddings the path runs through the frozen layers too; Σ attributions -> M_replace."""
+    import torch
+
+    from memlab.attributing import attribute_text
+
+    dm, net, module, params, objective, solver = tiny_text_attribution_setup()
     examples = dm.splits["train"].examples[:3]
     for placement in ("layer", "embeddings"):
         records = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, steps=64,
@@ -82,19 +88,8 @@ def test_grouped_attribution_equals_one_at_a_time():
     import torch
 
     from memlab.attributing import attribute_text
-    from memlab.data.text import TextDataModule
-    from memlab.influence.functional import TrainingObjective, trainable_params
-    from memlab.influence.solver import make_solver
-    from memlab.model.text_network import build_text_classifier
-    from memlab.callbacks.prefix_cache import apply_prefix_cache
 
-    dm = TextDataModule(name="t", tokenizer="tiny-random", source="generated", batch_size=8)
-    dm.setup()
-    net = build_text_classifier("tiny-random", 2, freeze_layers=4).eval()
-    apply_prefix_cache(dm, net, "tiny", None)
-    module, objective = net.suffix, TrainingObjective()
-    params = trainable_params(module)
-    solver = make_solver("identity", damping=1.0).fit(module, params, [], objective)
+    dm, net, module, params, objective, solver = tiny_text_attribution_setup()
     examples = dm.splits["train"].examples[:5]
     assert len({len(e["input_ids"]) for e in examples}) > 1  # the group really pads
     single = attribute_text(net, module, params, solver, objective, examples, dm.tokenizer, steps=6, progress=False)

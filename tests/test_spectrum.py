@@ -1,7 +1,6 @@
 """Lanczos and Hutchinson against torch.linalg on the dense Hessian of a tiny model; relative damping."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from memlab.influence.functional import TrainingObjective, batch_loss, default_l2_names, flatten, trainable_params, unflatten

@@ -47,7 +47,7 @@ class TextDataModule(MemlabDataModule):
             return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size)
         if self.source == "hub":
             if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-                raise DataError(f"data.source=hub but the hub is offline; use data.source=local data.dir=DIR")
+                raise DataError("data.source=hub but the hub is offline; use data.source=local data.dir=DIR")
             return read_hub(self.name, self.seed, self.hub_id, self.train_size)
         if self.source == "generated":
             return generate(self.generated_task, self.generated_sizes, self.seed)
