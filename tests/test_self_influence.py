@@ -196,12 +196,13 @@ def test_ekfac_fast_path_on_padded_transformer_and_confident_examples():
     batches = [{"hidden": hidden[i:i + 6], "attention_mask": mask[i:i + 6], "labels": labels[i:i + 6]}
                for i in range(0, b, 6)]
     objective = TrainingObjective(l2=5e-3, l2_names=default_l2_names(suffix))
-    solver = make_solver("ekfac", 1e-3, fit_examples=None).fit(suffix, params, batches, objective)
-    fast = list(memorization_scores(suffix, params, batches, solver, objective))
-    slow = list(memorization_scores(suffix, params, batches, solver, objective, fast=False))
-    for key in ("mem_score", "grad_norm_sq", "loss"):
-        a, c = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
-        assert torch.allclose(a.double(), c.double(), rtol=1e-7, atol=0), key
+    for name, options in (("ekfac", {"fit_examples": None}), ("identity", {})):
+        solver = make_solver(name, 1e-3, **options).fit(suffix, params, batches, objective)
+        fast = list(memorization_scores(suffix, params, batches, solver, objective))
+        slow = list(memorization_scores(suffix, params, batches, solver, objective, fast=False))
+        for key in ("mem_score", "grad_norm_sq", "loss"):
+            a, c = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
+            assert torch.allclose(a.double(), c.double(), rtol=1e-7, atol=0), (name, key)
 
     # float32 and a margin of ~60: P(y|x) is 1 to float precision and ‖∇L‖² ~ e^-120 underflows
     # float32, yet every score must stay positive and follow the margin (no ties at 0)

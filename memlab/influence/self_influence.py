@@ -67,7 +67,8 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
     device = params_device(params)
     l2_grad = l2_gradient(params, objective)
     ce_objective = _ce_only(objective)
-    fast_path = getattr(solver, "self_influence_terms", None) if fast else None
+    # a solver's own per-batch path (token factors through hooks) needs it bound to this very model
+    fast_path = getattr(solver, "self_influence_terms", None) if fast and solver.module is module else None
     done = 0
     with eval_mode(module):
         for batch in batches:

@@ -377,9 +377,7 @@ class EKFACSolver(InverseHessianSolver):
         l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
         inverses = self._inverse_eigenvalues()
         for i in range(len(self.blocks)):
-            a, g = self._live_factors(draw, i)
-            if a is not None:  # ‖DW‖² = Σ_tt' (g_t·g_t')(a_t·a_t'): no pass over the [out, in] gradient
-                norm_sq += ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).sum((1, 2)).double()
+            norm_sq += self._gram_norm_sq(draw, i)
         for i, rows, rotated in self._rotated_tiles(draw):
             flat = rotated.reshape(rotated.shape[0], -1)
             if cross is not None:
@@ -398,6 +396,39 @@ class EKFACSolver(InverseHessianSolver):
         if cross is not None:
             cross = cross * draw.scale
         return probs, quad, cross, norm_sq
+
+    def _gram_norm_sq(self, draw: _Draw, i: int) -> Tensor | float:
+        """‖DW‖² of block ``i`` per example as Σ_tt' (g_t·g_t')(a_t·a_t'): no pass over [out, in]."""
+        a, g = self._live_factors(draw, i)
+        if a is None:
+            return 0.0
+        return ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).sum((1, 2)).double()
+
+    def gradient_terms(self, batch: Mapping[str, Tensor], l2_grad: Tensor | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(probs [B, C], ‖g_i‖² [B], g_iᵀ l2_grad [B] or None) for the gold cross-entropy gradient g_i of
+        every example, from the token factors alone (no fit, no eigenbasis: call :meth:`attach` first).
+        The identity solver's fast path."""
+        batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
+        with eval_mode(self.module):
+            probs, draws = self._draws(batch, "gold", None, normalize=True)
+            draw = next(draws)
+        b = probs.shape[0]
+        norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
+        dot = torch.zeros_like(norm_sq) if l2_grad is not None else None
+        parts = unflatten(l2_grad.to(next(iter(self.params.values())).dtype), self.params) if dot is not None else None
+        for i, block in enumerate(self.blocks):
+            norm_sq += self._gram_norm_sq(draw, i)
+            a, g = self._live_factors(draw, i)
+            if dot is not None and a is not None:  # Σ_t g_tᵀ L2 a_t
+                dot += ((g @ block.matrix(parts)) * a).sum((1, 2)).double()
+        for n, grad_n in draw.diag.items():
+            flat = grad_n.reshape(b, -1)
+            norm_sq += flat.square().sum(1).double()
+            if dot is not None:
+                dot += (flat @ parts[n].reshape(-1)).double()
+        norm_sq = norm_sq * draw.scale ** 2
+        return probs, norm_sq, (dot * draw.scale if dot is not None else None)
 
     def _inverse_eigenvalues(self) -> list[Tensor]:
         """Per Linear, the flat [out·in(+1)] 1/(Λ + λ), cached until λ or the fit changes."""
