@@ -594,7 +594,7 @@ def main():
     if args.cg_check > 0:
         kc = min(args.cg_check, g_slow.shape[0])
         gc = g_slow[:kc]
-        with Phase(f"check: the reference's rows and Woodbury solve on {kc} instances") as ph_chk:
+        with Phase(f"check: the reference's rows and Woodbury solve on {kc} instances"):
             # (i) the rows: G g by R against G g by jvp/vjp with the full Λ = diag(p) − ppᵀ
             by_rows = ref.matvec(gc)
             by_jvp = ggn_matvec(suffix, params, sample_batches, gc).double()
@@ -618,7 +618,7 @@ def main():
         name = f"arnoldi (rank {args.arnoldi_rank})"
         per = solve_seconds[name] / (n_sub * len(lambdas))
         row(name, f"top-{args.arnoldi_rank} eigenpairs of full H over {m} ex., rest 1/λ",
-            ph_ar.seconds + n_train * (per_grad + per), f"fit measured; scoring = identity's pass + solve",
+            ph_ar.seconds + n_train * (per_grad + per), "fit measured; scoring = identity's pass + solve",
             ph_ar, f"fit {ph_ar.seconds:.1f} s")
     name = f"ekfac ({m} ex., expected)"
     row(name, f"EK-FAC of the GGN over the {m}-sample", ph_ekm.seconds + ph_ek_score.seconds,
@@ -627,7 +627,7 @@ def main():
     row("ref: Woodbury GGN", f"exact GGN over the {m}-sample", ph_ref.seconds + n_train * (per_grad + per_ref),
         "build measured; scoring = identity's pass + solve", ph_ref,
         f"build {ph_ref.seconds:.1f} s; {per_ref * 1e3:.1f} ms/instance for 3 λ; R {ref.rows.numel() * 4 / GB:.2f} GB")
-    row("ref+self", f"same + instance's own GGN term (1/n)", float("nan"), "(same cost as ref)", None,
+    row("ref+self", "same + instance's own GGN term (1/n)", float("nan"), "(same cost as ref)", None,
         "reference at small λ: keeps the instance's own term of the full-data H")
 
     # 5. kronfluence
