@@ -248,6 +248,22 @@ def test_ekfac_ranks_self_influence_like_exact(problem):
     assert rho >= 0.9
 
 
+def test_ekfac_bfloat16_rotations_stay_close_to_full_precision(problem):
+    p = problem
+    model, params, objective = p["model"], p["params"], p["objective"]
+    full = make_solver("ekfac", p["damping"]).fit(model, params, p["batches"], objective)
+    half = make_solver("ekfac", p["damping"], rotation_dtype="bfloat16").fit(model, params, p["batches"], objective)
+    grads, probs = per_example_grads(model, params, {"x": p["x"], "labels": p["y"]}, TrainingObjective())
+    a, b = full.solve(grads), half.solve(grads)
+    assert a.dtype == b.dtype == grads.dtype
+    assert ((a - b).norm(dim=1) / a.norm(dim=1)).max() < 0.05  # bf16 carries ~3 significant digits
+    assert not torch.equal(a, b)  # the option really changes the arithmetic
+    qa, qb = (grads * a).sum(1), (grads * b).sum(1)
+    assert spearmanr(qa, qb)[0] > 0.99
+    with pytest.raises(ValueError, match="rotation_dtype"):
+        make_solver("ekfac", 1.0, rotation_dtype="float8")
+
+
 # -- DDP: statistics as sums + counts ------------------------------------------------------------------
 
 def run_as_two_processes(fit_half):

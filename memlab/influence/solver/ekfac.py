@@ -93,6 +93,7 @@ class EKFACSolver(InverseHessianSolver):
         self.diagonal: dict[str, Tensor] = {}            # E[g²] + 2·l2·[covered]
         self._l2_cache: tuple[Tensor, list[Tensor], dict[str, Tensor]] | None = None
         self._weights_cache: tuple[tuple, list[Tensor]] | None = None
+        self._bases_cache: tuple[tuple, list[tuple[Tensor, Tensor]]] | None = None
 
     # -- structure --------------------------------------------------------------------------------
     def _find_structure(self, module: nn.Module, params: Params) -> None:
@@ -220,7 +221,7 @@ class EKFACSolver(InverseHessianSolver):
             all_reduce: Callable[[Tensor], Tensor] | None = None) -> "EKFACSolver":
         super().fit(module, params, batches, objective)
         self._find_structure(module, params)
-        self._l2_cache = self._weights_cache = None
+        self._l2_cache = self._weights_cache = self._bases_cache = None
         data = seeded_subsample(batches, self.fit_examples, self.seed, self.batch_size)
         device = params_device(params)
         dtype = next(iter(params.values())).dtype
@@ -308,8 +309,9 @@ class EKFACSolver(InverseHessianSolver):
             if a is None:
                 continue
             dtype = ROTATION_DTYPES[self.rotation_dtype] or a.dtype
-            rotated_g = (g.to(dtype) @ block.q_g.to(dtype)).transpose(1, 2)
-            rotated_a = a.to(dtype) @ block.q_a.to(dtype)
+            q_g, q_a = self._bases(dtype)[i]
+            rotated_g = (g.to(dtype) @ q_g).transpose(1, 2)
+            rotated_a = a.to(dtype) @ q_a
             tile = max(1, _TILE_FLOATS // (rotated_g.shape[1] * rotated_a.shape[2]))
             for start in range(0, a.shape[0], tile):
                 rows = slice(start, start + tile)
@@ -344,10 +346,11 @@ class EKFACSolver(InverseHessianSolver):
         self._check_fitted()
         parts = unflatten(vectors, self.params)
         out: dict[str, Tensor] = {}
-        for block in self.blocks:
-            rotated = block.q_g.T @ block.matrix(parts) @ block.q_a
-            rotated = rotated / self._denominator(self.block_eigenvalues(block))
-            out.update(block.split(block.q_g @ rotated @ block.q_a.T))
+        dtype = ROTATION_DTYPES[self.rotation_dtype] or vectors.dtype  # bf16: ~2.5x faster on CPU (see __init__)
+        for block, (q_g, q_a) in zip(self.blocks, self._bases(dtype)):
+            rotated = (q_g.T @ block.matrix(parts).to(dtype) @ q_a).to(vectors.dtype)
+            rotated = (rotated / self._denominator(self.block_eigenvalues(block))).to(dtype)
+            out.update(block.split((q_g @ rotated @ q_a.T).to(vectors.dtype)))
         for n, d in self.diagonal.items():
             out[n] = parts[n] / self._denominator(d)
         return flatten({n: out[n] for n in self.params}, batch_dims=vectors.ndim - 1)
@@ -396,6 +399,13 @@ class EKFACSolver(InverseHessianSolver):
         if cross is not None:
             cross = cross * draw.scale
         return probs, quad, cross, norm_sq
+
+    def _bases(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        """(Q_G, Q_A) of every Linear in ``dtype``, converted once per fit."""
+        key = (dtype, tuple(id(b.q_g) for b in self.blocks))
+        if self._bases_cache is None or self._bases_cache[0] != key:
+            self._bases_cache = (key, [(b.q_g.to(dtype), b.q_a.to(dtype)) for b in self.blocks])
+        return self._bases_cache[1]
 
     def _gram_norm_sq(self, draw: _Draw, i: int) -> Tensor | float:
         """‖DW‖² of block ``i`` per example as Σ_tt' (g_t·g_t')(a_t·a_t'): no pass over [out, in]."""
@@ -451,7 +461,7 @@ class EKFACSolver(InverseHessianSolver):
             block = by_weight[s["weight"]]
             block.q_a, block.q_g, block.corrected, block.l2_cover = s["q_a"], s["q_g"], s["corrected"], s["l2_cover"]
         self.diagonal = dict(state["diagonal"])
-        self._l2_cache = self._weights_cache = None
+        self._l2_cache = self._weights_cache = self._bases_cache = None
 
     def attach(self, module: nn.Module, params: Params, objective: TrainingObjective = TrainingObjective()
                ) -> "EKFACSolver":
