@@ -70,11 +70,12 @@ def attribute_text(net, module: nn.Module, params: Params, solver, objective: Tr
     special_ids = [tokenizer.cls_token_id, tokenizer.sep_token_id]
     if placement not in ("layer", "embeddings"):
         raise ValueError(f"attribution placement must be layer or embeddings, got {placement!r}")
+    path_module, path_params, input_key = module, params, "hidden"
     if placement == "embeddings":
         from .model.text_network import EmbeddingsToLogits
 
         path_module = EmbeddingsToLogits(net)
-        path_params = {f"suffix.{k}": v for k, v in params.items()}
+        path_params, input_key = {f"suffix.{k}": v for k, v in params.items()}, "inputs_embeds"
     pad_id = tokenizer.pad_token_id or 0
     records: list[dict | None] = [None] * len(examples)
     bar = tqdm(total=len(examples), desc="memorization attribution", disable=not progress, unit="inst",
@@ -91,15 +92,9 @@ def attribute_text(net, module: nn.Module, params: Params, solver, objective: Tr
                 baseline = net.prefix(baseline_ids, mask) * mask.unsqueeze(-1).to(hidden.dtype)
             else:
                 x, baseline = path_module.word_embeddings(ids), path_module.word_embeddings(baseline_ids)
-        if placement == "layer":
-            result = memorization_attributions(module, params, s, {"hidden": x, "attention_mask": mask}, baseline,
-                                               labels, input_key="hidden", steps=steps, rule=rule,
-                                               batch_instances=len(group))
-        else:
-            result = memorization_attributions(path_module, path_params, s,
-                                               {"inputs_embeds": x, "attention_mask": mask}, baseline, labels,
-                                               input_key="inputs_embeds", steps=steps, rule=rule,
-                                               batch_instances=len(group))
+        result = memorization_attributions(path_module, path_params, s, {input_key: x, "attention_mask": mask},
+                                           baseline, labels, input_key=input_key, steps=steps, rule=rule,
+                                           batch_instances=len(group))
         for j, (i, ex) in enumerate(zip(group, chosen)):
             length = len(ex["input_ids"])
             records[i] = {"sample_index": int(ex["sample_index"]), "label": int(ex["labels"]),

@@ -143,7 +143,7 @@ class EKFACSolver(InverseHessianSolver):
         if labels == "gold":
             targets = [(gold, None)]
         elif labels == "sampled":
-            drawn = torch.multinomial(probs.double().cpu(), 1, generator=generator).squeeze(1).to(gold.device)
+            drawn = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(gold.device)
             targets = [(drawn, None)]
         else:  # the exact expectation over classes: weight each class's gradient by sqrt(p_c)
             targets = [(torch.full_like(gold, c), probs[:, c].sqrt().to(logits.dtype)) for c in range(probs.shape[1])]
@@ -279,35 +279,37 @@ class EKFACSolver(InverseHessianSolver):
                 probs, draws = self._draws(batch, self.labels, generator)
                 count2 += probs.shape[0]
                 for draw in draws:
-                    for i, _, rotated in self._rotated_tiles(draw):
+                    for i, _, rotated in self._rotated_tiles(self._live_factors(draw)):
                         corr[i] += rotated.square_().sum(0).double()
         count2 = summed(count2, all_reduce)
         for block, c in zip(self.blocks, corr):
             block.corrected = (summed(c, all_reduce) / count2).to(dtype)
         return self
 
-    def _live_factors(self, draw: _Draw, i: int) -> tuple[Tensor | None, Tensor | None]:
-        """(a, g) of block ``i`` restricted to the positions whose output gradient is non-zero in some
-        example: the others add nothing to DW. In a transformer's last layer only [CLS] reaches the
-        head, so most of its Linears keep one token."""
-        a, g = draw.acts[i], draw.grads[i]
-        if a is None:
-            return None, None
-        live = _carries_gradient(g).any(0)
-        if not bool(live.all()):
-            keep = live.nonzero().squeeze(1)
-            a, g = a[:, keep], g[:, keep]
-        return a, g
+    def _live_factors(self, draw: _Draw) -> list[tuple[Tensor, Tensor] | None]:
+        """Per block, (a, g) restricted to the positions whose output gradient is non-zero in some
+        example (None for a block without records): the others add nothing to DW. In a transformer's
+        last layer only [CLS] reaches the head, so most of its Linears keep one token."""
+        factors = []
+        for i in range(len(self.blocks)):
+            a, g = draw.acts[i], draw.grads[i]
+            if a is not None:
+                live = _carries_gradient(g).any(0)
+                if not bool(live.all()):
+                    keep = live.nonzero().squeeze(1)
+                    a, g = a[:, keep], g[:, keep]
+            factors.append(None if a is None else (a, g))
+        return factors
 
-    def _rotated_tiles(self, draw: _Draw) -> Iterator[tuple[int, slice, Tensor]]:
+    def _rotated_tiles(self, factors: list[tuple[Tensor, Tensor] | None]) -> Iterator[tuple[int, slice, Tensor]]:
         """Per-example gradients of each Linear in its eigenbasis, Q_Gᵀ DW Q_A = (g Q_G)ᵀ (a Q_A), as
         (block, example slice, [b, out, in(+1)]) tiles of a few examples: computed from the token
         factors (much cheaper than rotating DW), and small enough that squaring and reducing a tile
         happen in cache (a [32, 384, 1537] block is 75 MB; memory traffic, not FLOPs, was the cost)."""
         for i, block in enumerate(self.blocks):
-            a, g = self._live_factors(draw, i)
-            if a is None:
+            if factors[i] is None:
                 continue
+            a, g = factors[i]
             dtype = ROTATION_DTYPES[self.rotation_dtype] or a.dtype
             q_g, q_a = self._bases(dtype)[i]
             rotated_g = (g.to(dtype) @ q_g).transpose(1, 2)
@@ -369,19 +371,16 @@ class EKFACSolver(InverseHessianSolver):
         (probs [B, C], g_iᵀ(H+λI)⁻¹g_i [B], g_iᵀ(H+λI)⁻¹l2_grad [B] or None, ‖g_i‖² [B]), float64,
         without materialising g_i: from the hooks' token factors, rotated a few examples at a time."""
         self._check_fitted()
-        batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
-        with eval_mode(self.module):
-            probs, draws = self._draws(batch, "gold", None, normalize=True)
-            draw = next(draws)
+        probs, draw, factors = self._gold_draw(batch)
         b = probs.shape[0]
         f64 = dict(dtype=torch.float64, device=probs.device)
         quad, norm_sq = torch.zeros(b, **f64), torch.zeros(b, **f64)
         cross = torch.zeros(b, **f64) if l2_grad is not None else None
         l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
         inverses = self._inverse_eigenvalues()
-        for i in range(len(self.blocks)):
-            norm_sq += self._gram_norm_sq(draw, i)
-        for i, rows, rotated in self._rotated_tiles(draw):
+        for ag in factors:
+            norm_sq += _gram_norm_sq(ag)
+        for i, rows, rotated in self._rotated_tiles(factors):
             flat = rotated.reshape(rotated.shape[0], -1)
             if cross is not None:
                 cross[rows] += (flat @ (l2_blocks[i].reshape(-1) * inverses[i])).double()
@@ -407,30 +406,28 @@ class EKFACSolver(InverseHessianSolver):
             self._bases_cache = (key, [(b.q_g.to(dtype), b.q_a.to(dtype)) for b in self.blocks])
         return self._bases_cache[1]
 
-    def _gram_norm_sq(self, draw: _Draw, i: int) -> Tensor | float:
-        """‖DW‖² of block ``i`` per example as Σ_tt' (g_t·g_t')(a_t·a_t'): no pass over [out, in]."""
-        a, g = self._live_factors(draw, i)
-        if a is None:
-            return 0.0
-        return ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).sum((1, 2)).double()
+    def _gold_draw(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, _Draw, list[tuple[Tensor, Tensor] | None]]:
+        """(probs, the normalised gold-label draw, its live token factors) of one batch."""
+        batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
+        with eval_mode(self.module):
+            probs, draws = self._draws(batch, "gold", None, normalize=True)
+            draw = next(draws)
+        return probs, draw, self._live_factors(draw)
 
     def gradient_terms(self, batch: Mapping[str, Tensor], l2_grad: Tensor | None = None
                        ) -> tuple[Tensor, Tensor, Tensor | None]:
         """(probs [B, C], ‖g_i‖² [B], g_iᵀ l2_grad [B] or None) for the gold cross-entropy gradient g_i of
         every example, from the token factors alone (no fit, no eigenbasis: call :meth:`attach` first).
         The identity solver's fast path."""
-        batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
-        with eval_mode(self.module):
-            probs, draws = self._draws(batch, "gold", None, normalize=True)
-            draw = next(draws)
+        probs, draw, factors = self._gold_draw(batch)
         b = probs.shape[0]
         norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
         dot = torch.zeros_like(norm_sq) if l2_grad is not None else None
         parts = unflatten(l2_grad.to(next(iter(self.params.values())).dtype), self.params) if dot is not None else None
-        for i, block in enumerate(self.blocks):
-            norm_sq += self._gram_norm_sq(draw, i)
-            a, g = self._live_factors(draw, i)
-            if dot is not None and a is not None:  # Σ_t g_tᵀ L2 a_t
+        for block, ag in zip(self.blocks, factors):
+            norm_sq += _gram_norm_sq(ag)
+            if dot is not None and ag is not None:  # Σ_t g_tᵀ L2 a_t
+                a, g = ag
                 dot += ((g @ block.matrix(parts)) * a).sum((1, 2)).double()
         for n, grad_n in draw.diag.items():
             flat = grad_n.reshape(b, -1)
@@ -477,6 +474,14 @@ class EKFACSolver(InverseHessianSolver):
 
 
 _TILE_FLOATS = 1 << 21  # per-example rotated gradients per tile: 8 MB of float32, well inside L3
+
+
+def _gram_norm_sq(factors: tuple[Tensor, Tensor] | None) -> Tensor | float:
+    """‖DW‖² per example as Σ_tt' (g_t·g_t')(a_t·a_t') from a block's token factors: no pass over [out, in]."""
+    if factors is None:
+        return 0.0
+    a, g = factors
+    return ((g @ g.transpose(1, 2)) * (a @ a.transpose(1, 2))).sum((1, 2)).double()
 
 
 def _carries_gradient(g: Tensor) -> Tensor:
