@@ -33,6 +33,15 @@ def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFra
         "negligible_fraction": float(np.mean(np.abs(s) <= resolution)) if len(s) else float("nan"),
         "negative_fraction": float(np.mean(s < 0)) if len(s) else float("nan"),
     }
+    if "loo_score" in scores:
+        # the solver's H lacked each instance's own term, added back (with_own_term): how much it
+        # changed the score; shrink > 2 means the own term dominates (the score then follows n·(1 − P))
+        loo = scores["loo_score"].to_numpy(float)
+        shrink = np.divide(loo, s, out=np.ones_like(loo), where=s != 0)
+        out["spearman_loo_vs_loss"] = spearman(loo, scores["loss"])
+        out["spearman_vs_loo"] = spearman(s, loo)
+        out["own_term_median_shrink"] = float(np.median(shrink)) if len(s) else float("nan")
+        out["own_term_dominant_fraction"] = float(np.mean(shrink > 2)) if len(s) else float("nan")
     solver = solver_info.get("solver", {})
     spectrum = solver_info.get("spectrum") or {}
     damping = solver.get("damping")

@@ -27,7 +27,7 @@ from .influence.presets import fit_solver
 from .influence.self_influence import memorization_scores
 from .utils.io import atomic_torch_save, atomic_write_text
 
-SOLVER_KEYS = ("name", "damping", "damping_rel")
+SOLVER_KEYS = ("name", "damping", "damping_rel", "own_term")
 
 
 def solver_options(solver_cfg: Mapping) -> dict:
@@ -84,6 +84,8 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
     chunk_dir = out_dir / "chunks"
     solver, spectrum = fit_scoring_solver(module, params, objective, fit_batches, solver_cfg, all_reduce)
     fit_seconds = time.perf_counter() - started
+    # the solver's H lacks each instance's own term (population estimate): add it, keep loo_score
+    own_term_n = len(sample_indices) if solver_cfg.get("own_term") else None
 
     def chunks():  # lazily: (chunk id, its batches); the loader is never held in memory whole
         group, c = [], 0
@@ -106,7 +108,7 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
             done_before += file.is_file() and c % world_size == rank
             bar.update(n)
             continue
-        results = list(memorization_scores(module, params, chunk_batches, solver, objective))
+        results = list(memorization_scores(module, params, chunk_batches, solver, objective, own_term_n=own_term_n))
         bar.update(n)
         merged = {k: torch.cat([r[k] for r in results]) for k in results[0]}
         atomic_torch_save(merged, file)
@@ -130,9 +132,11 @@ def _jsonable_spectrum(spectrum: dict | None) -> dict | None:
 
 
 def finalize_scores(frame: pd.DataFrame, texts: Mapping[int, str]) -> pd.DataFrame:
-    """scores.csv's table: sample_index,label,text,prob,prediction,mem_score,rank (+ loss, grad_norm_sq)."""
+    """scores.csv's table: sample_index,label,text,prob,prediction,mem_score,rank (+ loss, grad_norm_sq, and
+    loo_score when the solver's H needed the own term: the score without it, see ``with_own_term``)."""
     frame = frame.copy()
     frame["text"] = frame["sample_index"].map(lambda i: texts.get(int(i), ""))
     frame["rank"] = frame["mem_score"].rank(ascending=False, method="first").astype(int)
     cols = ["sample_index", "label", "text", "prob", "prediction", "mem_score", "rank", "loss", "grad_norm_sq"]
+    cols += [c for c in ("loo_score",) if c in frame]
     return frame[cols].sort_values("sample_index").reset_index(drop=True)

@@ -75,3 +75,18 @@ def test_finalize_scores_rank_and_columns():
     assert list(out.columns[:7]) == ["sample_index", "label", "text", "prob", "prediction", "mem_score", "rank"]
     assert out.set_index("sample_index")["rank"].to_dict() == {1: 1, 2: 2, 3: 3}
     assert out["text"].tolist() == ["a", "b", "c"]
+
+
+def test_own_term_adds_loo_score_to_the_table_and_diagnostics(tmp_path):
+    from memlab.diagnostics import score_diagnostics
+    data = batches()
+    cfg = {"name": "ekfac", "damping": 1e-4, "own_term": True, "options": {"fit_examples": None}}
+    frame, info, _ = score(tmp_path / "own", data, cfg)
+    plain, _, _ = score(tmp_path / "plain", data, {**cfg, "own_term": False})
+    assert "loo_score" in frame and "loo_score" not in plain
+    assert (frame["loo_score"] == plain["mem_score"]).all() and (frame["mem_score"] < frame["loo_score"]).all()
+    table = scoring.finalize_scores(frame, {i: f"text {i}" for i in range(40)})
+    assert table.columns[-1] == "loo_score"
+    diag = score_diagnostics(table, info)
+    assert diag["own_term_median_shrink"] > 1 and 0 <= diag["own_term_dominant_fraction"] <= 1
+    assert diag["spearman_vs_loo"] < 1 and "spearman_loo_vs_loss" in diag

@@ -216,3 +216,84 @@ def test_ekfac_fast_path_on_padded_transformer_and_confident_examples():
     out = list(memorization_scores(suffix, params, confident, solver))
     scores, loss = torch.cat([r["mem_score"] for r in out]), torch.cat([r["loss"] for r in out])
     assert (scores > 0).all() and (loss > 0).all() and scores.max() < 1e-40
+
+
+class _DenseSolver:
+    """(H + λI)⁻¹ from a given dense H: the solver interface for the own-term tests."""
+
+    def __init__(self, hessian, damping):
+        self.inverse = torch.linalg.inv(hessian + damping * torch.eye(len(hessian), dtype=hessian.dtype))
+        self.module = None
+
+    def solve(self, vectors):
+        return vectors @ self.inverse
+
+
+def _logit_jacobians(model, params, x):
+    """[B, C, P] Jacobians of the logits by plain autograd, one example and class at a time."""
+    rows, named = [], dict(model.named_parameters())
+    for xi in x:
+        per_class = []
+        for c in range(model.fc2.out_features):
+            grads = torch.autograd.grad(model(xi[None])[0, c], [named[k] for k in params])
+            per_class.append(torch.cat([g.reshape(-1) for g in grads]))
+        rows.append(torch.stack(per_class))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_own_term_is_sherman_morrison_of_the_instance_ggn(classes):
+    # H_pop (any PSD matrix: the solver's population curvature) plus z's own (1/n)·GGN(z) inverted
+    # densely, against with_own_term on the score without it. Two classes: equal; three: the
+    # y-vs-rest part of GGN(z) is added, less than all of it, so the true score is no larger
+    from memlab.influence.self_influence import with_own_term
+    torch.manual_seed(3)
+    model = TinyMLP(d=3, h=4, c=classes)
+    params = trainable_params(model)
+    x, y = torch.randn(6, 3), torch.randint(0, classes, (6,))
+    with torch.no_grad():
+        model.fc2.bias[1] += 2.0  # confident and unconfident instances both
+    n, damping = 7, 1e-3
+    dim = sum(p.numel() for p in params.values())
+    basis = torch.randn(dim, 5, dtype=torch.float64)
+    h_pop = basis @ basis.T / 5  # rank-deficient: the own term matters in the null directions
+    grads, probs = per_example_grads(model, params, {"x": x, "labels": y})
+    plain = self_influence(_DenseSolver(h_pop, damping), grads, probs, y)
+    quad = (grads @ torch.linalg.inv(h_pop + damping * torch.eye(dim, dtype=torch.float64)) * grads).sum(-1)
+    corrected = with_own_term(plain, quad, probs, y, n)
+    jac = _logit_jacobians(model, params, x)
+    for i in range(len(x)):
+        p = probs[i].double()
+        ggn = jac[i].T @ (torch.diag(p) - torch.outer(p, p)) @ jac[i]
+        exact = self_influence(_DenseSolver(h_pop + ggn / n, damping), grads[i:i + 1], probs[i:i + 1], y[i:i + 1])[0]
+        assert corrected[i] < plain[i]
+        if classes == 2:
+            assert torch.allclose(corrected[i], exact, rtol=1e-8)
+        else:
+            assert exact <= corrected[i] * (1 + 1e-10)
+
+
+def test_memorization_scores_with_own_term_keeps_loo_score_on_both_paths():
+    # fast (token factors) and slow (flat gradients) paths give the same mem_score and loo_score; the
+    # own term only shrinks, and its bound n·(1 − P) holds without an L2 term
+    from memlab.model.text_network import build_text_classifier
+    torch.manual_seed(0)
+    net = build_text_classifier("tiny-random", 2, freeze_layers=4).double().eval()
+    suffix = net.suffix
+    hidden = torch.randn(8, 5, net.config.hidden_size, dtype=torch.float64)
+    batches = [{"hidden": hidden[i:i + 4], "attention_mask": torch.ones(4, 5, dtype=torch.long),
+                "labels": torch.tensor([0, 1, 1, 0])} for i in (0, 4)]
+    params = trainable_params(suffix)
+    solver = make_solver("ekfac", 1e-6, fit_examples=None).fit(suffix, params, batches)
+    n = 10
+    fast = list(memorization_scores(suffix, params, batches, solver, own_term_n=n))
+    slow = list(memorization_scores(suffix, params, batches, solver, own_term_n=n, fast=False))
+    plain = list(memorization_scores(suffix, params, batches, solver))
+    for key in ("mem_score", "loo_score"):
+        a, c = torch.cat([r[key] for r in fast]), torch.cat([r[key] for r in slow])
+        assert torch.allclose(a, c, rtol=1e-7), key
+    mem, loo = torch.cat([r["mem_score"] for r in fast]), torch.cat([r["loo_score"] for r in fast])
+    prob = torch.cat([r["prob"] for r in fast])
+    assert torch.allclose(loo, torch.cat([r["mem_score"] for r in plain]))
+    assert (mem < loo).all() and (mem <= n * (1 - prob) * (1 + 1e-9)).all()
+    assert "loo_score" not in plain[0]

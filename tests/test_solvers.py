@@ -1,5 +1,6 @@
 """Every inverse-Hessian solver against an independent dense solve: H from
 torch.autograd.functional.hessian on tiny float64 models, (H + λI)⁻¹V from torch.linalg.solve."""
+import copy
 import threading
 
 import pytest
@@ -354,3 +355,28 @@ def test_ekfac_state_dict_round_trip(problem):
     restored = make_solver("ekfac", p["damping"]).attach(p["model"], p["params"], p["objective"])
     restored.load_state_dict(fitted.state_dict())
     assert torch.equal(restored.solve(p["vectors"]), fitted.solve(p["vectors"]))
+
+
+def test_ekfac_bfloat16_fit_changes_little_and_only_float32_models(problem):
+    # fit_dtype="bfloat16" runs the fit's passes under autocast: a float32 model's curvature changes
+    # a little (and does change); a float64 model is fitted in float64 regardless
+    p = problem
+    model, params, objective = p["model"], p["params"], p["objective"]
+    model32 = copy.deepcopy(model).float()
+    params32 = trainable_params(model32)
+    batches32 = [{k: (v.float() if v.is_floating_point() else v) for k, v in b.items()} for b in p["batches"]]
+    # expected labels: sampled ones would differ where bf16 moves a probability across a draw
+    full = make_solver("ekfac", p["damping"], labels="expected").fit(model32, params32, batches32, objective)
+    half = make_solver("ekfac", p["damping"], labels="expected", fit_dtype="bfloat16").fit(model32, params32,
+                                                                                           batches32, objective)
+    e_full, e_half = full.eigenvalues(), half.eigenvalues()
+    assert not torch.equal(e_full, e_half)
+    assert (e_half.sum() / e_full.sum() - 1).abs() < 0.1  # bf16 gradients through LayerNorm: a few %
+    grads, _ = per_example_grads(model32, params32, {"x": p["x"].float(), "labels": p["y"]}, TrainingObjective())
+    qa, qb = (grads * full.solve(grads)).sum(1), (grads * half.solve(grads)).sum(1)
+    assert spearmanr(qa, qb)[0] > 0.99
+    exact64 = make_solver("ekfac", p["damping"]).fit(model, params, p["batches"], objective)
+    half64 = make_solver("ekfac", p["damping"], fit_dtype="bfloat16").fit(model, params, p["batches"], objective)
+    assert torch.equal(exact64.eigenvalues(), half64.eigenvalues())
+    with pytest.raises(ValueError, match="fit_dtype"):
+        make_solver("ekfac", 1.0, fit_dtype="float16")

@@ -27,7 +27,7 @@ from .spectrum import absolute_damping, estimate_hessian_spectrum, spectrum_from
 
 STUDY_PRESET = dict(solver="lissa", damping=50.0, scale=1e4, steps=1000, l2=5e-3)
 MEMLAB_PRESET = dict(solver="ekfac", damping_rel=0.1, fit_examples=2000, labels="sampled", rotation_dtype="bfloat16",
-                     l2=5e-3)
+                     fit_dtype="bfloat16", l2=5e-3)
 PRESETS = {"study": STUDY_PRESET, "memlab": MEMLAB_PRESET}
 
 

@@ -10,6 +10,13 @@ parameters,
     M(z) = P(y|x) · (∇CEᵀ A ∇CE + ∇CEᵀ A g_l2).
 
 Removing z from n training examples changes its own P(y|x) by about −M(z)/n (Appendix A, ε = 1/n).
+
+H is the mean over ALL training instances, z included: it holds z's own Gauss-Newton term
+(1/n)·GGN(z). A solver whose H is a population estimate (EK-FAC fitted on a sample: its Kronecker
+structure cannot hold a rank-one spike; Arnoldi's top eigenspace) lacks it, and with small λ that
+term decides z's self-influence. :func:`with_own_term` adds it back exactly (Sherman–Morrison);
+the score without it is kept as ``loo_score``: −loo_score/n is the change of P(y|x) when z is
+removed, by one Newton step on the objective without z (H_{−z} in place of H).
 """
 from __future__ import annotations
 
@@ -47,6 +54,27 @@ def self_influence(solver: InverseHessianSolver, grads_ce: Tensor, probs: Tensor
     return gold_probability(probs, labels).to(total.dtype) * total
 
 
+def with_own_term(score: Tensor, quad: Tensor, probs: Tensor, labels: Tensor, n_train: int) -> Tensor:
+    """Eq. 2 with z's own curvature term (1/n)·GGN(z) added to the solver's H, by Sherman–Morrison.
+
+    Writing the cross-entropy as L = softplus(m), m = logsumexp_{c≠y} z_c − z_y, the Gauss-Newton
+    term of z through m is P(1−P)·∇m∇mᵀ = P/(1−P)·∇L∇Lᵀ (exactly z's GGN for two classes; its
+    y-vs-rest part for more). With q = ∇LᵀA∇L (``quad``) and w = P/((1−P)·n), every quadratic form
+    through A = (H + λI)⁻¹ shrinks by the same factor, so
+
+        M'(z) = M(z) / (1 + w·q),     M'(z) < n·(1 − P)·(1 + ∇LᵀA g_l2 / q).
+
+    ``score`` is M(z) [B] without the term, ``quad`` its q [B] (float64). 1 − P is taken as
+    Σ_{c≠y} P(c) so that confident instances keep their order.
+    """
+    probs = probs.double()
+    p = gold_probability(probs, labels)
+    rest = probs.scatter(1, labels.view(-1, 1), 0.0).sum(-1)
+    safe_rest = torch.where(rest > 0, rest, torch.ones_like(rest))
+    shrink = torch.where(rest > 0, 1.0 + p * quad.double() / (safe_rest * n_train), torch.ones_like(rest))
+    return score.double() / shrink
+
+
 def _ce_only(objective: TrainingObjective) -> TrainingObjective:
     return dataclasses.replace(objective, l2_in_example_grad=False)
 
@@ -54,7 +82,7 @@ def _ce_only(objective: TrainingObjective) -> TrainingObjective:
 def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
                         solver: InverseHessianSolver, objective: TrainingObjective = TrainingObjective(),
                         progress: Callable[[int], None] | None = None, chunk_size: int | None = None,
-                        fast: bool = True) -> Iterator[dict[str, Tensor]]:
+                        fast: bool = True, own_term_n: int | None = None) -> Iterator[dict[str, Tensor]]:
     """Stream Eq. 2 over ``batches`` with a fitted ``solver``: one dict of CPU tensors per batch,
 
         sample_index, label, prob (P(y|x)), prediction, loss (cross-entropy), grad_norm_sq (‖∇CE‖²),
@@ -63,6 +91,8 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
     never holding more than one batch (or ``chunk_size`` examples) of per-example gradients.
     ``progress(n_done)`` is called after every batch with the number of examples scored so far.
     ``fast`` lets a solver with its own per-batch path (ekfac) skip the flat gradients; same result.
+    ``own_term_n`` (the number n of training instances): the solver's H lacks each instance's own
+    term; add it (:func:`with_own_term`) and also return the score without it as ``loo_score``.
     """
     device = params_device(params)
     l2_grad = l2_gradient(params, objective)
@@ -76,7 +106,8 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
             n = len(batch["labels"])
             index = batch.get("sample_index", torch.arange(done, done + n, device=device))
             step = chunk_size or n
-            out: dict[str, list[Tensor]] = {k: [] for k in ("prob", "prediction", "loss", "grad_norm_sq", "mem_score")}
+            keys = ("prob", "prediction", "loss", "grad_norm_sq", "mem_score") + (("loo_score",) if own_term_n else ())
+            out: dict[str, list[Tensor]] = {k: [] for k in keys}
             for start in range(0, n, step):
                 chunk = {k: v[start:start + step] for k, v in batch.items()}
                 labels = chunk["labels"]
@@ -86,9 +117,15 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
                     score = gold_probability(probs, labels).to(total.dtype) * total
                 else:
                     grads, probs = per_example_grads(module, params, chunk, ce_objective)
-                    score = self_influence(solver, grads, probs, labels, l2_grad)
+                    solved = solver.solve(grads)
+                    quad = (solved * grads).sum(-1)
+                    total = quad if l2_grad is None else quad + solved @ l2_grad.to(solved.dtype)
+                    score = gold_probability(probs, labels).to(total.dtype) * total
                     norm_sq = (grads ** 2).sum(-1)
-                    del grads
+                    del grads, solved
+                if own_term_n:
+                    out["loo_score"].append(score)
+                    score = with_own_term(score, quad, probs, labels, own_term_n)
                 p = gold_probability(probs, labels)
                 out["prob"].append(p)
                 out["prediction"].append(probs.argmax(-1))
