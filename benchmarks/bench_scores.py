@@ -52,7 +52,7 @@ from memlab.data.text import TextDataModule
 from memlab.influence.functional import (TrainingObjective, flatten, gold_probability, hvp_many, logits_fn,
                                          num_params, per_example_grads, split_batch, trainable_params, unflatten)
 from memlab.influence.presets import MEMLAB_PRESET, STUDY_PRESET, fit_solver
-from memlab.influence.self_influence import memorization_scores
+from memlab.influence.self_influence import memorization_scores, with_own_term
 from memlab.influence.solver import (ArnoldiSolver, ConjugateGradientSolver, EKFACSolver, IdentitySolver,
                                      LissaSolver)
 from memlab.model.text_network import build_text_classifier
@@ -374,6 +374,7 @@ def main():
     parser.add_argument("--subset", type=int, default=300, help="instances for the ranking agreement")
     parser.add_argument("--hessian-examples", type=int, default=256, help="m: the reference's GGN sample")
     parser.add_argument("--ekfac-fit-examples", type=int, default=2000, help="memlab's default ekfac fit")
+    parser.add_argument("--score-batch-size", type=int, default=64, help="memlab's scoring callback batch size")
     parser.add_argument("--slow-instances", type=int, default=4, help="instances lissa and cg are timed on")
     parser.add_argument("--lissa-steps", type=int, default=STUDY_PRESET["steps"],
                         help="LiSSA steps actually run (time scaled to the preset's 1000)")
@@ -424,6 +425,7 @@ def main():
     suffix.eval()
     t_epoch = float(np.mean(epoch_times))
     score_loader = SuffixBatches(dm.score_dataloader())
+    memlab_loader = SuffixBatches(dm.score_dataloader(args.score_batch_size))  # as the scoring callback
     rows: list[dict] = []
 
     def row(solver, h, seconds, timed_on, phase=None, notes=""):
@@ -443,18 +445,19 @@ def main():
     # 2b. memlab's default ekfac on all instances, fit included
     with Phase(f"ekfac (memlab default): fit {args.ekfac_fit_examples} + score all {n_train}") as ph_ek:
         t = time.perf_counter()
-        ekfac, spec = fit_solver("ekfac", suffix, params, score_loader, objective, damping_rel=0.1,
-                                 fit_examples=args.ekfac_fit_examples, rotation_dtype=MEMLAB_PRESET["rotation_dtype"])
+        ekfac, spec = fit_solver("ekfac", suffix, params, memlab_loader, objective, damping_rel=0.1,
+                                 fit_examples=args.ekfac_fit_examples, rotation_dtype=MEMLAB_PRESET["rotation_dtype"],
+                                 fit_dtype=MEMLAB_PRESET["fit_dtype"])
         ek_fit_s = time.perf_counter() - t
         with Phase("  ekfac scoring alone") as ph_ek_score:
-            list(memorization_scores(suffix, params, score_loader, ekfac, objective))
+            list(memorization_scores(suffix, params, memlab_loader, ekfac, objective, own_term_n=n_train))
     mean_eig = spec["mean"]
     lam_memlab = ekfac.damping
     lambdas = {"study λ=50": float(STUDY_PRESET["damping"]), "memlab λ=0.1·mean": lam_memlab,
                "λ=1e-3·mean": 1e-3 * mean_eig}
     log(f"ekfac: fit {ek_fit_s:.1f} s, score {ph_ek_score.seconds:.1f} s; mean eigenvalue {mean_eig:.4g}, "
         f"top {spec['top']:.4g}; dampings " + ", ".join(f"{k}: {v:.4g}" for k, v in lambdas.items()))
-    row("ekfac (memlab default)", f"EK-FAC true Fisher, {min(args.ekfac_fit_examples, n_train)} ex.",
+    row("ekfac (memlab default)", f"EK-FAC true Fisher, {min(args.ekfac_fit_examples, n_train)} ex. + own term",
         ph_ek.seconds, f"all {n_train}", ph_ek,
         f"fit {ek_fit_s:.1f} s + scoring {ph_ek_score.seconds:.1f} s (scoring peak {ph_ek_score.peak_gb:.2f} GB, "
         f"RSS {ph_ek_score.start_gb:.2f}->{ph_ek_score.end_gb:.2f} GB)")
@@ -519,6 +522,9 @@ def main():
     ref_spec = ref.spectrum(dim)
     log(f"sampled GGN: top eigenvalue {ref_spec['top']:.4g}, mean eigenvalue {ref_spec['mean']:.4g}, "
         f"rank {ref_spec['rank']} (R is {ref.rows.numel() * 4 / GB:.2f} GB)")
+    half = sum(len(b["labels"]) for b in sample_batches[:max(1, len(sample_batches) // 2)])
+    with Phase(f"reference at m/2 = {half} (is the reference converged in m?)"):
+        ref_half = SampledGGNReference(suffix, params, sample_batches[:max(1, len(sample_batches) // 2)], n_train)
     with Phase(f"ekfac on the same {m} examples (expected labels = the GGN)") as ph_ekm:
         ekfac_m = EKFACSolver(fit_examples=None, labels="expected", seed=args.seed)
         ekfac_m.fit(suffix, params, sample_batches, objective)
@@ -527,8 +533,13 @@ def main():
     if arnoldi is not None:
         solvers[f"arnoldi (rank {args.arnoldi_rank})"] = arnoldi
     scores = {name: {lam: [] for lam in lambdas.values()} for name in solvers}
-    scores["ref"] = {lam: [] for lam in lambdas.values()}
-    scores["ref+self"] = {lam: [] for lam in lambdas.values()}
+    # Eq. 2's H holds the instance's own term; these solvers estimate the population curvature
+    # without it: memlab adds it back (with_own_term) and keeps the plain score as loo_score
+    own_term_solvers = [n for n in solvers if n != "identity"]
+    for name in own_term_solvers:
+        scores[f"{name} w/o own term (loo)"] = {lam: [] for lam in lambdas.values()}
+    for name in ("ref", "ref+self", "ref m/2", "ref+self m/2"):
+        scores[name] = {lam: [] for lam in lambdas.values()}
     solve_seconds = {name: 0.0 for name in list(solvers) + ["ref"]}
     subset_probs = []
     with Phase(f"subset: {len(subset_examples)} instances × {len(lambdas)} dampings, all solvers") as ph_sub:
@@ -537,11 +548,14 @@ def main():
             p = gold_probability(probs, batch["labels"]).double()
             subset_probs.append(p)
             t = time.perf_counter()
-            a_raw, sq = ref.project(g)
-            for lam in lambdas.values():
-                scores["ref"][lam].append(p * ref.quad_sample(a_raw, sq, lam))
-                scores["ref+self"][lam].append(p * ref.quad_with_self(a_raw, sq, p, batch["sample_index"], lam))
-            solve_seconds["ref"] += time.perf_counter() - t
+            for suffix_name, reference in (("", ref), (" m/2", ref_half)):
+                a_raw, sq = reference.project(g)
+                for lam in lambdas.values():
+                    scores["ref" + suffix_name][lam].append(p * reference.quad_sample(a_raw, sq, lam))
+                    scores["ref+self" + suffix_name][lam].append(
+                        p * reference.quad_with_self(a_raw, sq, p, batch["sample_index"], lam))
+                if not suffix_name:
+                    solve_seconds["ref"] += time.perf_counter() - t
             for name, solver in solvers.items():
                 t = time.perf_counter()
                 for lam in lambdas.values():
@@ -550,7 +564,11 @@ def main():
                         quad = solver.self_influence_terms(batch)[1]
                     else:
                         quad = solver.quadratic_form(g)
-                    scores[name][lam].append(p * quad.double())
+                    plain = p * quad.double()
+                    if name in own_term_solvers:
+                        scores[f"{name} w/o own term (loo)"][lam].append(plain)
+                        plain = with_own_term(plain, quad.double(), probs, batch["labels"], n_train)
+                    scores[name][lam].append(plain)
                 solve_seconds[name] += time.perf_counter() - t
             del g, a_raw
     ekfac.damping = lam_memlab
@@ -629,6 +647,11 @@ def main():
         f"build {ph_ref.seconds:.1f} s; {per_ref * 1e3:.1f} ms/instance for 3 λ; R {ref.rows.numel() * 4 / GB:.2f} GB")
     row("ref+self", "same + instance's own GGN term (1/n)", float("nan"), "(same cost as ref)", None,
         "reference at small λ: keeps the instance's own term of the full-data H")
+    for name in own_term_solvers:
+        row(f"{name} w/o own term (loo)", "same H without the instance's own term", float("nan"), "(same run)",
+            None, "loo_score: what the population curvature alone gives")
+    row("ref m/2", f"exact GGN over the first {half} of the m-sample", float("nan"), "(convergence in m)", None, "")
+    row("ref+self m/2", "same + own term", float("nan"), "(convergence in m)", None, "")
 
     # 5. kronfluence
     kron = None
@@ -655,6 +678,7 @@ def main():
     key_of = {"identity": "identity", "ekfac (memlab default)": "ekfac (memlab default)",
               f"ekfac ({m} ex., expected)": f"ekfac ({m} ex., expected)", "ref: Woodbury GGN": "ref",
               "ref+self": "ref+self", "kronfluence ekfac": "kronfluence ekfac"}
+    key_of.update({r["solver"]: r["solver"] for r in rows if r["solver"] in scores})
     if arnoldi is not None:
         key_of[f"arnoldi (rank {args.arnoldi_rank})"] = f"arnoldi (rank {args.arnoldi_rank})"
     short = {"study λ=50": "λ50", "memlab λ=0.1·mean": "λmemlab", "λ=1e-3·mean": "λ1e-3"}

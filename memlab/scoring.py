@@ -26,6 +26,7 @@ from .influence.functional import Params, TrainingObjective
 from .influence.presets import fit_solver
 from .influence.self_influence import memorization_scores
 from .utils.io import atomic_torch_save, atomic_write_text
+from .utils.memory import release_free_memory
 
 SOLVER_KEYS = ("name", "damping", "damping_rel", "own_term")
 
@@ -86,6 +87,7 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
     fit_seconds = time.perf_counter() - started
     # the solver's H lacks each instance's own term (population estimate): add it, keep loo_score
     own_term_n = len(sample_indices) if solver_cfg.get("own_term") else None
+    release_free_memory()  # the fit's freed buffers: ~0.8 GB of resident heap on SST-2
 
     def chunks():  # lazily: (chunk id, its batches); the loader is never held in memory whole
         group, c = [], 0
@@ -112,6 +114,7 @@ def score_training_set(module: nn.Module, params: Params, objective: TrainingObj
         bar.update(n)
         merged = {k: torch.cat([r[k] for r in results]) for k in results[0]}
         atomic_torch_save(merged, file)
+        release_free_memory()  # batches grow longer (length order): freed shorter buffers are not reused
     bar.close()
     barrier()
     info = {"solver": solver.describe(), "spectrum": _jsonable_spectrum(spectrum), "fit_seconds": fit_seconds,

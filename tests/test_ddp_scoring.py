@@ -2,6 +2,7 @@
 all-reduced and rank 0 merges: the scores equal the single-process ones."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,3 +32,7 @@ def test_ddp_scores_equal_single_process(tmp_path):
     assert ddp["rank"].tolist() == single["rank"].tolist()
     chunk_files = list((tmp_path / "ddp" / "memorization" / "chunks").glob("chunk-*.pt"))
     assert len(chunk_files) == 8  # 64 examples / 8 per chunk, scored 4 by each rank
+    # memorization/seconds times the scores (fit + pass); total_seconds also the files and plots
+    metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert 0 < metrics["memorization/fit_seconds"] <= metrics["memorization/seconds"]
+    assert metrics["memorization/seconds"] < metrics["memorization/total_seconds"]
