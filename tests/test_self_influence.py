@@ -297,3 +297,30 @@ def test_memorization_scores_with_own_term_keeps_loo_score_on_both_paths():
     assert torch.allclose(loo, torch.cat([r["mem_score"] for r in plain]))
     assert (mem < loo).all() and (mem <= n * (1 - prob) * (1 + 1e-9)).all()
     assert "loo_score" not in plain[0]
+
+
+def test_ekfac_bfloat16_scoring_pass_keeps_probabilities_exact():
+    # score_dtype="bfloat16": the backward of the scoring pass under autocast, seeded by the logit
+    # gradient of a float32 forward: prob and loss identical to the float32 path, scores close
+    from scipy.stats import spearmanr
+    from memlab.model.text_network import build_text_classifier
+    torch.manual_seed(0)
+    net = build_text_classifier("tiny-random", 2, freeze_layers=4).float().eval()
+    suffix = net.suffix
+    hidden = torch.randn(24, 6, net.config.hidden_size, dtype=torch.float32)
+    mask = torch.ones(24, 6, dtype=torch.long)
+    mask[::3, 4:] = 0
+    batches = [{"hidden": hidden[i:i + 8], "attention_mask": mask[i:i + 8], "labels": torch.randint(0, 2, (8,))}
+               for i in range(0, 24, 8)]
+    params = trainable_params(suffix)
+    runs = {}
+    for dtype in (None, "bfloat16"):
+        solver = make_solver("ekfac", 1e-3, fit_examples=None, score_dtype=dtype).fit(suffix, params, batches)
+        runs[dtype] = {k: torch.cat([r[k] for r in memorization_scores(suffix, params, batches, solver, own_term_n=24)])
+                       for k in ("prob", "loss", "mem_score", "loo_score", "grad_norm_sq")}
+    full, half = runs[None], runs["bfloat16"]
+    assert torch.equal(full["prob"], half["prob"]) and torch.equal(full["loss"], half["loss"])
+    assert not torch.equal(full["loo_score"], half["loo_score"])  # the option changes the arithmetic
+    rel = (half["loo_score"] / full["loo_score"] - 1).abs()
+    assert rel.median() < 0.01 and spearmanr(full["loo_score"], half["loo_score"])[0] > 0.99
+    assert ((half["grad_norm_sq"] / full["grad_norm_sq"] - 1).abs() < 0.02).all()

@@ -76,20 +76,25 @@ class EKFACSolver(InverseHessianSolver):
 
     def __init__(self, damping: float = 0.0, fit_examples: int | None = 2000, labels: str = "sampled",
                  seed: int = 0, batch_size: int | None = None, rotation_dtype: str | None = None,
-                 fit_dtype: str | None = None):
+                 fit_dtype: str | None = None, score_dtype: str | None = None):
         super().__init__(damping)
         if labels not in LABEL_MODES:
             raise ValueError(f"ekfac: labels must be one of {LABEL_MODES}, got {labels!r}")
         if rotation_dtype not in ROTATION_DTYPES:
             raise ValueError(f"ekfac: rotation_dtype must be one of {sorted(ROTATION_DTYPES, key=str)}, "
                              f"got {rotation_dtype!r}")
-        if fit_dtype not in (None, "bfloat16"):
-            raise ValueError(f"ekfac: fit_dtype must be null or 'bfloat16', got {fit_dtype!r}")
+        for option, value in (("fit_dtype", fit_dtype), ("score_dtype", score_dtype)):
+            if value not in (None, "bfloat16"):
+                raise ValueError(f"ekfac: {option} must be null or 'bfloat16', got {value!r}")
         self.fit_examples, self.labels, self.seed, self.batch_size = fit_examples, labels, int(seed), batch_size
         # the fit's forward/backward passes under bfloat16 autocast (~3x faster on AVX512-BF16 CPUs and
         # GPUs): they only estimate eigenbases and eigenvalues, whose sampling noise (another seed's
         # 2000 examples) is far larger than bf16 rounding; scoring itself stays in the model's dtype
         self.fit_dtype = fit_dtype
+        # the scoring pass's backward (the per-example gradient factors) under bf16 autocast, seeded
+        # with the logit gradient of a full-precision forward: P(y|x), the loss and the size of ∇L stay
+        # exact; the factors carry ~0.5% rounding, the same order as the bf16 rotations they feed
+        self.score_dtype = score_dtype
         # per-example rotations in bfloat16 (float32 accumulation, squares in float32): 2-3x faster on
         # CPUs with AVX512-BF16 and GPUs; each rotated entry carries ~0.4% rounding, which averages out
         # in the sums over millions of entries (benchmarks/bench_scores.py reports the ranking change)
@@ -123,12 +128,21 @@ class EKFACSolver(InverseHessianSolver):
         """The autocast dtype of the fit passes: ``fit_dtype`` for a float32 model, else None."""
         return torch.bfloat16 if self.fit_dtype == "bfloat16" and dtype == torch.float32 else None
 
+    def _score_autocast(self, dtype: torch.dtype) -> torch.dtype | None:
+        """The autocast dtype of the scoring pass: ``score_dtype`` for a float32 model, else None."""
+        return torch.bfloat16 if self.score_dtype == "bfloat16" and dtype == torch.float32 else None
+
     def _draws(self, batch: Mapping[str, Tensor], labels: str, generator: torch.Generator | None,
-               normalize: bool = False, autocast: torch.dtype | None = None) -> tuple[Tensor, Iterator[_Draw]]:
+               normalize: bool = False, autocast: torch.dtype | None = None,
+               exact_logits: Tensor | None = None) -> tuple[Tensor, Iterator[_Draw]]:
         """Forward once with hooks; returns (probs [B, C] float64, lazily computed per-example factors per
         label draw). ``normalize`` backpropagates each example's loss divided by the norm of its logit
         gradient (recorded in ``_Draw.scale``): squares of a confidently fitted example's gradient
-        (~1e-20) would otherwise underflow float32."""
+        (~1e-20) would otherwise underflow float32. ``autocast``: the forward (and so the backward) in
+        that dtype. ``exact_logits`` (gold labels, normalised): the probabilities and the logit gradient
+        that seeds the backward come from these full-precision logits instead."""
+        if exact_logits is not None and (labels != "gold" or not normalize):
+            raise ValueError("exact_logits needs labels='gold' and normalize=True")
         feats, gold = split_batch(batch)
         records: dict[int, list[tuple[Tensor, Tensor]]] = {i: [] for i in range(len(self.blocks))}
         ln_records: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in self.layer_norms}
@@ -150,7 +164,7 @@ class EKFACSolver(InverseHessianSolver):
         finally:
             for h in handles:
                 h.remove()
-        probs = logits.detach().double().softmax(-1)
+        probs = (exact_logits if exact_logits is not None else logits).detach().double().softmax(-1)
         batch_size = logits.shape[0]
 
         if labels == "gold":
@@ -172,20 +186,19 @@ class EKFACSolver(InverseHessianSolver):
 
         def generate() -> Iterator[_Draw]:
             for j, (y, weight) in enumerate(targets):
-                losses = cross_entropy(logits, y, reduction="none")
-                scale = None
-                if normalize:
-                    z = logits.detach().requires_grad_(True)
+                scale, last = None, j == len(targets) - 1
+                if exact_logits is not None:  # seed the backward with the exact, normalised logit gradient
+                    z = exact_logits.detach().double().requires_grad_(True)
                     with torch.enable_grad():
                         (logit_grad,) = torch.autograd.grad(cross_entropy(z, y, reduction="sum"), z)
-                    scale = logit_grad.double().norm(dim=-1)
+                    scale = logit_grad.norm(dim=-1)
                     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-                    weight = (1.0 / scale).to(losses.dtype) if weight is None else weight / scale.to(weight.dtype)
-                if weight is not None:
-                    losses = losses * weight
-                last = j == len(targets) - 1
-                out_grads = list(torch.autograd.grad(losses.sum(), outputs, retain_graph=not last, allow_unused=True)) \
-                    if outputs else []
+                    seed = (logit_grad / scale[:, None]).to(logits.dtype)
+                    out_grads = list(torch.autograd.grad(logits, outputs, grad_outputs=seed, retain_graph=not last,
+                                                         allow_unused=True)) if outputs else []
+                    weight = (1.0 / scale).to(exact_logits.dtype)  # what _other_grads must weight by
+                else:
+                    scale, weight, out_grads = self._output_grads(logits, y, weight, normalize, outputs, last)
                 out_grads = [torch.zeros_like(o) if g is None else g for g, o in zip(out_grads, outputs)]
                 grads, k = {}, 0
                 for i in records:
@@ -215,6 +228,25 @@ class EKFACSolver(InverseHessianSolver):
                 yield _Draw(acts, {i: (g.detach() if g is not None else None) for i, g in grads.items()}, diag, scale)
 
         return probs, generate()
+
+    @staticmethod
+    def _output_grads(logits: Tensor, y: Tensor, weight: Tensor | None, normalize: bool, outputs: list[Tensor],
+                      last: bool) -> tuple[Tensor | None, Tensor | None, list[Tensor | None]]:
+        """(scale or None, the per-example weights used, d(Σ weight·CE)/d outputs): one label draw's backward."""
+        losses = cross_entropy(logits, y, reduction="none")
+        scale = None
+        if normalize:
+            z = logits.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (logit_grad,) = torch.autograd.grad(cross_entropy(z, y, reduction="sum"), z)
+            scale = logit_grad.double().norm(dim=-1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            weight = (1.0 / scale).to(losses.dtype) if weight is None else weight / scale.to(weight.dtype)
+        if weight is not None:
+            losses = losses * weight
+        out_grads = list(torch.autograd.grad(losses.sum(), outputs, retain_graph=not last, allow_unused=True)) \
+            if outputs else []
+        return scale, weight, out_grads
 
     def _other_grads(self, feats: Mapping[str, Tensor], y: Tensor, weight: Tensor | None) -> dict[str, Tensor]:
         """Per-example gradients of the parameters no hook covers (vmap over examples)."""
@@ -469,8 +501,13 @@ class EKFACSolver(InverseHessianSolver):
     def _gold_draw(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, _Draw, list[tuple[Tensor, Tensor] | None]]:
         """(probs, the normalised gold-label draw, its live token factors) of one batch."""
         batch = {k: v.to(params_device(self.params)) for k, v in batch.items() if torch.is_tensor(v)}
+        autocast = self._score_autocast(next(iter(self.params.values())).dtype)
         with eval_mode(self.module):
-            probs, draws = self._draws(batch, "gold", None, normalize=True)
+            exact = None
+            if autocast is not None:  # full-precision logits: P(y|x), the loss and ∇L's size stay exact
+                with torch.no_grad():
+                    exact = logits_fn(self.module, self.params, split_batch(batch)[0])
+            probs, draws = self._draws(batch, "gold", None, normalize=True, autocast=autocast, exact_logits=exact)
             draw = next(draws)
         return probs, draw, self._live_factors(draw)
 
@@ -529,11 +566,13 @@ class EKFACSolver(InverseHessianSolver):
 
     def describe(self) -> dict:
         return {**super().describe(), "fit_examples": self.fit_examples, "labels": self.labels, "seed": self.seed,
-                "rotation_dtype": self.rotation_dtype, "fit_dtype": self.fit_dtype, "linear_blocks": len(self.blocks),
+                "rotation_dtype": self.rotation_dtype, "fit_dtype": self.fit_dtype, "score_dtype": self.score_dtype,
+                "linear_blocks": len(self.blocks),
                 "diagonal_params": len(self.diagonal)}
 
 
-_TILE_FLOATS = 1 << 21  # per-example rotated gradients per tile: 8 MB of float32, well inside L3
+_TILE_FLOATS = 5 << 18  # per-example rotated gradients per tile: ~5 MB of float32 (measured: 2 examples of a
+# [1536, 385] block per tile take half the time of 4 on this 2-core EPYC; the cliff is the cache size)
 
 
 def _accumulation_dtype(rotated: Tensor) -> torch.dtype:
