@@ -21,6 +21,10 @@ In one run:
       ref+self G_i = (1/n)·GGN(z_i) + (n−1)/n · mean GGN over the m-sample without z_i: the full-data
                H keeps every instance's own term, and at small λ that term dominates its
                self-influence (exact, by Sherman–Morrison, since GGN(z_i) ∝ ∇L(z_i)∇L(z_i)ᵀ);
+    and both again from the first half of the m-sample ("ref m/2"): how converged the reference is in m.
+    memlab's population solvers (EK-FAC, Arnoldi) are scored as memlab scores them, with the instance's
+    own term added (``with_own_term``: Eq. 2's H, to compare with ref+self), and without it ("w/o own
+    term (loo)": memlab's loo_score, to compare with ref);
  4. reports the peak RSS of every phase (psutil) and of the process (getrusage);
  5. optionally (``--kronfluence``) runs kronfluence 1.0.1's EK-FAC on the same suffix side by side.
 Prints one table and writes it to ``--out`` (CSV; the cross-solver Spearman matrix beside it).

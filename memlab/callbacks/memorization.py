@@ -66,7 +66,7 @@ class MemorizationScores(L.Callback):
         texts = {int(e["sample_index"]): dm.describe(e) for e in dm.splits["train"].examples}
         scores = finalize_scores(frame, texts)
         diagnostics = score_diagnostics(scores, info, other, self.compare_cfg and self.compare_cfg["name"])
-        diagnostics.update({"seconds": info["seconds"], "fit_seconds": info["fit_seconds"], "spectrum": info["spectrum"]})
+        diagnostics.update({k: info[k] for k in ("seconds", "fit_seconds", "spectrum")})
         self.write_outputs(scores, diagnostics, dm)
         seconds = time.perf_counter() - started
         metrics = {"memorization/seconds": info["seconds"], "memorization/total_seconds": seconds}
