@@ -25,6 +25,9 @@ def test_text_attribution_outputs(tiny_cfg, tmp_path):
                           "attributions"}
         assert len(r["tokens"]) == len(r["attributions"]) and r["tokens"][0] == "[CLS]"
         assert abs(sum(r["attributions"]) - r["attribution_total"]) < 1e-3 * max(1, abs(r["attribution_total"]))
+    assert "loo_score" in scores  # the default solver adds the own term; attributions explain the solver's score
+    for r in records:
+        assert r["mem_score"] < r["loo_score"]
     html = (mem / "attributions.html").read_text()
     word = next(t for t in records[0]["tokens"] if not t.startswith("["))
     assert word in html and "rgba(" in html

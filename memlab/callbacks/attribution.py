@@ -41,7 +41,12 @@ class MemorizationAttribution(L.Callback):
         examples = [by_index[i] for i in chosen]
         module, net = pl_module.scoring_module, pl_module.net
         params, objective = trainable_params(module), pl_module.training_objective
-        mem = scores.set_index("sample_index").loc[chosen, "mem_score"]
+        by_sample = scores.set_index("sample_index")
+        mem = by_sample.loc[chosen, "mem_score"]
+        # attributions explain ∇Pᵀs with s = (H+λI)⁻¹∇L from the solver's own H; with the own term added
+        # (mem_score = loo_score / (1 + ...), a per-instance factor) that is loo_score: the reduction
+        # rate re-scores masked inputs the same way, so it compares with loo_score
+        explained = by_sample.loc[chosen, "loo_score"] if "loo_score" in by_sample else mem
         pl_module.eval()
         with torch.enable_grad():
             if "hidden" in examples[0]:
@@ -51,6 +56,8 @@ class MemorizationAttribution(L.Callback):
                 records = attribute_images(module, params, solver, objective, examples, self.steps, self.rule)
         for r in records:
             r["mem_score"] = float(mem.loc[r["sample_index"]])
+            if explained is not mem:
+                r["loo_score"] = float(explained.loc[r["sample_index"]])
         out = self.output_dir
         write_jsonl(records, out / "attributions.jsonl")
         gaps = torch.tensor([r["completeness_gap"] for r in records])
@@ -64,7 +71,8 @@ class MemorizationAttribution(L.Callback):
                 t0 = time.perf_counter()
                 with torch.enable_grad():
                     rows = text_reduction_rate(net, module, params, solver, objective, examples, records,
-                                               torch.tensor(mem.values), dm.tokenizer, self.random_draws, self.seed)
+                                               torch.tensor(explained.values), dm.tokenizer, self.random_draws,
+                                               self.seed)
                 self.write_reduction(rows, out)
                 metrics["reduction_rate/seconds"] = time.perf_counter() - t0
                 metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
