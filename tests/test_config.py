@@ -35,3 +35,21 @@ def test_launchers_compose(launcher, target):
                             return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.sweeper.params["removal.pct"] == "0,10,20,30,40,50"
+
+
+def test_ranking_runs_score_like_the_run_they_serve(tmp_path):
+    # a study's cached ranking is scored with the run's memorization batch settings when it has them,
+    # else with the callback's default (the same 64 as conf/callbacks/memorization.yaml), and its solver
+    import inspect
+    from omegaconf import OmegaConf
+    from memlab.callbacks.memorization import MemorizationScores
+    from memlab.studies.removal_job import ranking_run_config
+    default = inspect.signature(MemorizationScores).parameters["batch_size"].default
+    assert default == OmegaConf.load(CONF / "callbacks" / "memorization.yaml").memorization.batch_size
+    plain = ranking_run_config(compose(["experiment=sst2_removal"], tmp_path), tmp_path / "ranking")
+    assert "batch_size" not in plain.callbacks.memorization
+    cfg = compose(["experiment=sst2_removal", "+callbacks.memorization.batch_size=48"], tmp_path)
+    sub = ranking_run_config(cfg, tmp_path / "ranking")
+    assert sub.callbacks.memorization.batch_size == 48
+    assert sub.callbacks.memorization.solver.own_term == cfg.solver.own_term
+    assert sub.callbacks.memorization.output_dir == str(tmp_path / "ranking" / "memorization")

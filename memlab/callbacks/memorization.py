@@ -22,7 +22,7 @@ log = logging.getLogger("memlab")
 
 
 class MemorizationScores(L.Callback):
-    def __init__(self, solver: dict, output_dir: str, batch_size: int = 32, batches_per_chunk: int = 32,
+    def __init__(self, solver: dict, output_dir: str, batch_size: int = 64, batches_per_chunk: int = 32,
                  compare_solver: dict | None = None, metrics_file: str | None = None, log_table: bool = True,
                  enabled: bool = True):
         self.solver_cfg = dict(solver)

@@ -49,10 +49,14 @@ def ranking_run_config(cfg: DictConfig, out_dir: Path) -> DictConfig:
         sub.task_name = "ranking"
         sub.paths.output_dir = str(out_dir)
         sub.trainer.default_root_dir = str(out_dir)
+        configured = sub.callbacks.get("memorization") or {}
         sub.callbacks = {k: v for k, v in sub.callbacks.items() if k != "memorization"}
         sub.callbacks.memorization = {"_target_": "memlab.callbacks.memorization.MemorizationScores",
                                       "solver": sub.solver, "output_dir": str(out_dir / "memorization"),
                                       "log_table": False}
+        for key in ("batch_size", "batches_per_chunk"):  # the scoring settings of the run, when it has them
+            if key in configured:
+                sub.callbacks.memorization[key] = configured[key]
     return sub
 
 
