@@ -451,7 +451,7 @@ def main():
         t = time.perf_counter()
         ekfac, spec = fit_solver("ekfac", suffix, params, memlab_loader, objective, damping_rel=0.1,
                                  fit_examples=args.ekfac_fit_examples, rotation_dtype=MEMLAB_PRESET["rotation_dtype"],
-                                 fit_dtype=MEMLAB_PRESET["fit_dtype"])
+                                 fit_dtype=MEMLAB_PRESET["fit_dtype"], score_dtype=MEMLAB_PRESET["score_dtype"])
         ek_fit_s = time.perf_counter() - t
         with Phase("  ekfac scoring alone") as ph_ek_score:
             list(memorization_scores(suffix, params, memlab_loader, ekfac, objective, own_term_n=n_train))

@@ -7,7 +7,8 @@ LayerNorm) in both H and ∇L(z). Its fixed point is (H + 5e-3·1e4·I)⁻¹v = 
 damping of 50, which makes the scores close to P(y|x)·‖∇L‖²/50 (within 0.6% of the damped solve,
 ~100% off the undamped one). It cost 33 s per SST-2 instance on a GPU.
 
-``MEMLAB_PRESET`` is memlab's default: EK-FAC fitted on 2000 seeded examples with the true Fisher,
+``MEMLAB_PRESET`` is memlab's default: EK-FAC fitted on 2000 seeded examples with the true Fisher (fit and
+scoring backward in bf16 autocast; probabilities from a float32 forward),
 and λ = 0.1 × the mean eigenvalue of H. Relative damping is the heuristic of Grosse et al. (2023)
 and kronfluence: a fixed absolute λ (like the study's 50) means nothing across models whose
 curvature differs by orders of magnitude, whereas 0.1 × mean eigenvalue leaves the well-determined
@@ -27,7 +28,7 @@ from .spectrum import absolute_damping, estimate_hessian_spectrum, spectrum_from
 
 STUDY_PRESET = dict(solver="lissa", damping=50.0, scale=1e4, steps=1000, l2=5e-3)
 MEMLAB_PRESET = dict(solver="ekfac", damping_rel=0.1, fit_examples=2000, labels="sampled", rotation_dtype="bfloat16",
-                     fit_dtype="bfloat16", l2=5e-3)
+                     fit_dtype="bfloat16", score_dtype="bfloat16", l2=5e-3)
 PRESETS = {"study": STUDY_PRESET, "memlab": MEMLAB_PRESET}
 
 
