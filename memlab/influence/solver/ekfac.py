@@ -89,7 +89,7 @@ class EKFACSolver(InverseHessianSolver):
         self.fit_examples, self.labels, self.seed, self.batch_size = fit_examples, labels, int(seed), batch_size
         # the fit's forward/backward passes under bfloat16 autocast (~3x faster on AVX512-BF16 CPUs and
         # GPUs): they only estimate eigenbases and eigenvalues, whose sampling noise (another seed's
-        # 2000 examples) is far larger than bf16 rounding; scoring itself stays in the model's dtype
+        # 2000 examples) is far larger than bf16 rounding (scoring has its own option, score_dtype)
         self.fit_dtype = fit_dtype
         # the scoring pass's backward (the per-example gradient factors) under bf16 autocast, seeded
         # with the logit gradient of a full-precision forward: P(y|x), the loss and the size of ∇L stay
