@@ -97,8 +97,13 @@ def gold_loss(probs: Tensor, labels: Tensor) -> Tensor:
     close to 1 (no cancellation: a loss of 1e-12 stays 1e-12 instead of 0)."""
     probs = probs.double()
     p = gold_probability(probs, labels)
-    rest = probs.sum(-1) - p if probs.shape[-1] == 1 else probs.scatter(1, labels.view(-1, 1), 0.0).sum(-1)
-    return torch.where(p > 0.5, -torch.log1p(-rest), -torch.log(p.clamp_min(torch.finfo(torch.float64).tiny)))
+    return torch.where(p > 0.5, -torch.log1p(-other_probability(probs, labels)),
+                       -torch.log(p.clamp_min(torch.finfo(torch.float64).tiny)))
+
+
+def other_probability(probs: Tensor, labels: Tensor) -> Tensor:
+    """1 − P(y|x) as Σ_{c≠y} P(c|x): exact where 1 − P(y|x) would round to 0."""
+    return probs.scatter(1, labels.view(-1, 1), 0.0).sum(-1)
 
 
 def batch_loss(module: nn.Module, params: Params, batch: Mapping[str, Tensor], objective: TrainingObjective) -> Tensor:

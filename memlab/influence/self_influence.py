@@ -26,7 +26,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from .functional import Params, TrainingObjective, flatten, gold_loss, gold_probability, per_example_grads
+from .functional import (Params, TrainingObjective, flatten, gold_loss, gold_probability, other_probability,
+                         per_example_grads)
 from .solver.base import InverseHessianSolver
 from .solver.sampling import eval_mode, params_device, to_device
 
@@ -47,11 +48,15 @@ def self_influence(solver: InverseHessianSolver, grads_ce: Tensor, probs: Tensor
 
     A is applied to ∇P (i.e. to ∇CE), as the study's code did, and dotted with ∇CE + ``l2_grad``.
     """
-    solved = solver.solve(grads_ce)
-    total = (solved * grads_ce).sum(-1)
-    if l2_grad is not None:
-        total = total + solved @ l2_grad.to(solved.dtype)
+    _, total = _quadratic_terms(solver, grads_ce, l2_grad)
     return gold_probability(probs, labels).to(total.dtype) * total
+
+
+def _quadratic_terms(solver: InverseHessianSolver, grads_ce: Tensor, l2_grad: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(∇CEᵀA∇CE, ∇CEᵀA(∇CE + g_l2)) per example [B], A = (H + λI)⁻¹ applied once."""
+    solved = solver.solve(grads_ce)
+    quad = (solved * grads_ce).sum(-1)
+    return quad, (quad if l2_grad is None else quad + solved @ l2_grad.to(solved.dtype))
 
 
 def with_own_term(score: Tensor, quad: Tensor, probs: Tensor, labels: Tensor, n_train: int) -> Tensor:
@@ -69,7 +74,7 @@ def with_own_term(score: Tensor, quad: Tensor, probs: Tensor, labels: Tensor, n_
     """
     probs = probs.double()
     p = gold_probability(probs, labels)
-    rest = probs.scatter(1, labels.view(-1, 1), 0.0).sum(-1)
+    rest = other_probability(probs, labels)
     safe_rest = torch.where(rest > 0, rest, torch.ones_like(rest))
     shrink = torch.where(rest > 0, 1.0 + p * quad.double() / (safe_rest * n_train), torch.ones_like(rest))
     return score.double() / shrink
@@ -117,12 +122,10 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
                     score = gold_probability(probs, labels).to(total.dtype) * total
                 else:
                     grads, probs = per_example_grads(module, params, chunk, ce_objective)
-                    solved = solver.solve(grads)
-                    quad = (solved * grads).sum(-1)
-                    total = quad if l2_grad is None else quad + solved @ l2_grad.to(solved.dtype)
+                    quad, total = _quadratic_terms(solver, grads, l2_grad)
                     score = gold_probability(probs, labels).to(total.dtype) * total
                     norm_sq = (grads ** 2).sum(-1)
-                    del grads, solved
+                    del grads
                 if own_term_n:
                     out["loo_score"].append(score)
                     score = with_own_term(score, quad, probs, labels, own_term_n)
