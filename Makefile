@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 export WANDB_MODE ?= disabled
 
-.PHONY: install test test-slow smoke bench bench-scores bench-prefix clean
+.PHONY: install test test-slow smoke bench bench-scores bench-prefix bench-parallel clean
 
 install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
 	python3 -m venv .venv
@@ -25,7 +25,10 @@ bench-scores:  ## issue 3's solver benchmark on real SST-2 with MiniLM (minutes;
 bench-prefix:  ## epoch time with and without the frozen-prefix cache
 	$(PY) benchmarks/bench_prefix_cache.py
 
-bench: bench-prefix bench-scores
+bench-parallel:  ## sweeps: one job with 2 threads vs 2 jobs with 1 thread each (training throughput)
+	$(PY) benchmarks/bench_parallel_jobs.py
+
+bench: bench-prefix bench-scores bench-parallel
 
 clean:
 	rm -rf outputs multirun .cache wandb lightning_logs

@@ -15,10 +15,29 @@ def spearman(a, b) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() > 2 else float("nan")
 
 
+def memorized_subset_accuracy(scores: pd.DataFrame, pct: float = 10) -> dict:
+    """The trained model's accuracy, mean(prediction == label), on its own top-``pct``% training
+    instances by ``mem_score`` and on the bottom-``pct``% (the study: 27% on SST-2's top-10%).
+    Ordered as the removal study orders (ties: smaller sample_index first), so ``top10`` is the set
+    a top-10% removal drops. Empty when the table has no ``prediction``/``label`` column."""
+    from .studies.removal import n_to_remove, rank_by_memorization
+
+    if not {"prediction", "label"} <= set(scores.columns):
+        return {}
+    m = n_to_remove(len(scores), pct)
+    out = {}
+    for name, ascending in (("top", False), ("bottom", True)):
+        subset = rank_by_memorization(scores, "mem_score", ascending).head(m)
+        correct = subset["prediction"].to_numpy() == subset["label"].to_numpy()
+        out[f"{name}{pct:g}_train_acc"] = float(correct.mean()) if m else float("nan")
+    return out
+
+
 def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFrame | None = None,
                       other_name: str | None = None) -> dict:
     """diagnostics.json: rank agreement with the loss / identity solver / another solver, zero
-    fraction, and λ in absolute terms and relative to the mean and top eigenvalue of H."""
+    fraction, accuracy on the top/bottom-10% memorized (``top10_train_acc``), and λ in absolute
+    terms and relative to the mean and top eigenvalue of H."""
     s = scores["mem_score"].to_numpy(float)
     scale = np.nanmax(np.abs(s)) if len(s) else 0.0
     resolution = np.finfo(np.float32).eps * max(scale, np.finfo(np.float32).tiny)
@@ -42,6 +61,7 @@ def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFra
         out["spearman_vs_loo"] = spearman(s, loo)
         out["own_term_median_shrink"] = float(np.median(shrink)) if len(s) else float("nan")
         out["own_term_dominant_fraction"] = float(np.mean(shrink > 2)) if len(s) else float("nan")
+    out.update(memorized_subset_accuracy(scores))
     solver = solver_info.get("solver", {})
     spectrum = solver_info.get("spectrum") or {}
     damping = solver.get("damping")

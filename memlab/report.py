@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="a multirun sweep dir or a run dir")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the findings are logged, as in a sweep
     path = args.path
     if not path.is_dir():
         print(f"error: {path} is not a directory", file=sys.stderr)

@@ -53,34 +53,52 @@ def build(cfg: DictConfig):
     return datamodule, model, trainer
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and test one model; returns the metrics written to ``metrics.json``.
+def run(cfg: DictConfig, nested: bool = False) -> dict:
+    """Check the config, then train and test one model (or run ``cfg.task``); returns the metrics
+    written to ``metrics.json``.
 
-    In a multirun, a failing job is logged and recorded (removal jobs: removal_job.json) instead of
-    stopping the sweep; the sweep report names it.
+    A failing job leaves ``job_failed.json`` in its run directory (removal jobs also mark
+    removal_job.json); in a multirun it is logged instead of stopping the sweep, and the sweep exits
+    non-zero at the end (:mod:`memlab.failed_jobs`). ``nested``: a run inside another job (a removal
+    job's ranking run), whose errors belong to that job.
     """
-    task = cfg.get("task", "train")
-    if task != "train":
-        from .studies.tasks import TASKS
+    from .config_checks import check_config
 
-        if task not in TASKS:
-            raise ValueError(f"unknown task={task!r}; choose train or one of {', '.join(TASKS)}")
-        with finish_wandb():
-            return TASKS[task](cfg)
     output_dir = Path(cfg.paths.output_dir)
     removal = cfg.get("removal") and cfg.removal.get("strategy", "none") != "none"
     with finish_wandb():
         try:
+            check_config(cfg)  # bad values fail here in seconds, before any data, model or training
+            task = cfg.get("task", "train")
+            if task != "train":
+                from .studies.tasks import TASKS
+
+                return TASKS[task](cfg)
             return _run(cfg, output_dir, removal)
         except Exception as err:
             if removal:
                 from .studies.removal_job import finish_job_record
 
-                finish_job_record(output_dir, error=err)
+                finish_job_record(output_dir, error=err, cfg=cfg)
+            if nested:
+                raise
+            from .failed_jobs import write_job_failed
+
+            write_job_failed(output_dir, err)
             if not _in_multirun():
                 raise
-            log.exception("job failed (the sweep goes on): %s", err)
+            _log_failure(err)
             return {"status": "failed", "error": str(err)}
+
+
+def _log_failure(err: Exception) -> None:
+    from .errors import find_memlab_error, one_line
+
+    known = find_memlab_error(err)
+    if known is not None:  # its message says it all
+        log.error("job failed (the sweep goes on): %s", one_line(known))
+    else:
+        log.exception("job failed (the sweep goes on): %s", err)
 
 
 def _in_multirun() -> bool:
@@ -99,7 +117,10 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     exclude = None
     if removal:  # before build(): a ranking run must not disturb this job's seeded state
         from .studies import removal_job
+        from .studies.removal_draws import skip_if_duplicate_draw
 
+        if skip_if_duplicate_draw(cfg, output_dir):  # top/bottom/X = 0 repeat the sweep's first draw seed
+            return {"status": "skipped-duplicate"}
         exclude = removal_job.removal_exclusions(cfg, output_dir)
         cached = removal_job.cached_full_data_metrics(cfg)
         if cached is not None:  # X = 0 is the same job for every strategy: train it once per seed
@@ -112,7 +133,7 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
         datamodule.set_exclude(exclude)
     metrics = {}
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))  # a finished one: fit ends at once
         metrics.update(scalar_metrics(trainer))  # trainer.test() replaces callback_metrics
     if cfg.get("test", True):
         trainer.test(model, datamodule=datamodule, verbose=False)
@@ -120,6 +141,8 @@ def _run(cfg: DictConfig, output_dir: Path, removal: bool) -> dict:
     timer = next(c for c in trainer.callbacks if isinstance(c, EpochTimer))
     metrics["train/epoch_seconds"] = timer.mean_seconds
     metrics["train/n_examples"] = len(datamodule.splits["train"]) if datamodule.splits else 0
+    if "split_from_train" in cfg.data:  # whether dev/test were carved out of train.csv
+        metrics["data/split_from_train"] = int(bool(cfg.data.split_from_train))
     metrics["job/seconds"] = time.perf_counter() - started
     metrics = update_json(output_dir / "metrics.json", metrics)
     if removal:

@@ -53,3 +53,12 @@ def float64_single_thread():
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def bf16_kernels(monkeypatch):
+    """Run EK-FAC's bfloat16 options as bf16 even on CPUs where memlab would fall back to float32
+    (memlab.influence.solver.precision): the tests of the bf16 arithmetic need it to happen."""
+    from memlab.influence.solver import precision
+
+    monkeypatch.setattr(precision, "bf16_matmul_is_fast", lambda device_type="cpu": True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from memlab.train import run
 
@@ -24,9 +25,18 @@ def test_text_attribution_outputs(tiny_cfg, tmp_path):
         assert set(r) >= {"sample_index", "label", "mem_score", "replace_score", "completeness_gap", "tokens",
                           "attributions"}
         assert len(r["tokens"]) == len(r["attributions"]) and r["tokens"][0] == "[CLS]"
-        assert abs(sum(r["attributions"]) - r["attribution_total"]) < 1e-3 * max(1, abs(r["attribution_total"]))
+    # completeness (Eq. 5): the path integral's sum explains M_replace, which is computed directly. With 8
+    # left-Riemann steps the sums are off by a small offset (a few % of the largest score; a median 3%);
+    # attributions of another instance, path, baseline or solver are off by far more
+    gaps = [abs(sum(r["attributions"]) - r["replace_score"]) for r in records]
+    scale = max(abs(r["replace_score"]) for r in records)
+    assert max(gaps) <= 0.1 * scale
+    assert sorted(g / abs(r["replace_score"]) for g, r in zip(gaps, records))[len(gaps) // 2] <= 0.15
     assert "loo_score" in scores  # the default solver adds the own term; attributions explain the solver's score
-    for r in records:
+    by_index = scores.set_index("sample_index")
+    for r in records:  # each record carries its own instance's scores from scores.csv
+        assert r["mem_score"] == pytest.approx(by_index.loc[r["sample_index"], "mem_score"], rel=1e-9)
+        assert r["loo_score"] == pytest.approx(by_index.loc[r["sample_index"], "loo_score"], rel=1e-9)
         assert r["mem_score"] < r["loo_score"]
     html = (mem / "attributions.html").read_text()
     word = next(t for t in records[0]["tokens"] if not t.startswith("["))

@@ -36,3 +36,19 @@ def test_second_solver_agreement_is_matched_by_sample_index():
     assert d["spearman_vs_exact"] == pytest.approx(1.0)
     flipped = other.assign(mem_score=-other["mem_score"])
     assert score_diagnostics(scores, {}, flipped, "exact")["spearman_vs_exact"] == pytest.approx(-1.0)
+
+
+def test_accuracy_on_the_top_and_bottom_memorized_tenth():
+    # 20 instances: top-10% = the 2 highest mem_score: id 19, then id 17 (tied with 18: smaller id
+    # first, as the removal study orders); bottom-10% = ids 0, 1
+    mem = np.arange(20.0)
+    mem[17] = 18.0
+    scores = table(mem, np.arange(20.0)).assign(label=1, prediction=1)
+    scores.loc[[18, 19], "prediction"] = 0        # wrong on 19 (top) and 18 (tied, ranked after 17)
+    scores.loc[0, "prediction"] = 0               # wrong on one of the bottom two
+    d = score_diagnostics(scores, {})
+    assert d["top10_train_acc"] == pytest.approx(0.5)
+    assert d["bottom10_train_acc"] == pytest.approx(0.5)
+    scores.loc[17, "prediction"] = 0              # now both of the top two are wrong
+    assert score_diagnostics(scores, {})["top10_train_acc"] == 0.0
+    assert "top10_train_acc" not in score_diagnostics(scores.drop(columns="prediction"), {})

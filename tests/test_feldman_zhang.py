@@ -1,5 +1,6 @@
-"""Feldman-Zhang subsampling estimator: subsets, the in/out difference by hand, Spearman, and an
-end-to-end check that planted singletons (only fit by memorising them) come out on top."""
+"""Feldman-Zhang subsampling estimator: subsets, the in/out difference and its standard error by hand,
+Spearman, split-half reliability (pure noise: ~0), and an end-to-end check that planted singletons
+(only fit by memorising them) come out on top with a reliable estimate."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from memlab.studies.feldman_zhang import fz_memorization, sample_subsets, spearman_against
+from memlab.studies.feldman_zhang import (attenuation_ceiling, fz_memorization, sample_subsets, spearman_against,
+                                          spearman_brown, split_half_reliability)
 
 
 def test_sample_subsets_seeded_and_sized():
@@ -25,14 +27,46 @@ def test_fz_memorization_by_hand():
     in_subset = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1]], dtype=torch.bool)
     correct = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=bool)
     out = fz_memorization(in_subset, correct, sample_index=[7, 8, 9])
-    assert list(out.columns) == ["sample_index", "fz_mem", "n_in", "n_out"]
+    assert list(out.columns) == ["sample_index", "fz_mem", "fz_se", "n_in", "n_out"]
     assert out["sample_index"].tolist() == [7, 8, 9]
     assert out["n_in"].tolist() == [2, 3, 4] and out["n_out"].tolist() == [2, 1, 0]
     assert out["fz_mem"].iloc[0] == pytest.approx(1.0 - 0.5)
     assert out["fz_mem"].iloc[1] == pytest.approx(2 / 3 - 0.0)
     assert np.isnan(out["fz_mem"].iloc[2])  # never held out
+    # instance 0: in = [1, 1] (variance 0), out = [0, 1] (variance 0.5): se = sqrt(0/2 + 0.5/2)
+    assert out["fz_se"].iloc[0] == pytest.approx(0.5)
+    assert np.isnan(out["fz_se"].iloc[1])  # one model left it out: no variance
     with pytest.raises(ValueError):
         fz_memorization(in_subset, correct[:, :2])
+
+
+def test_probability_and_correct_versions_side_by_side():
+    in_subset = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=bool)
+    prob = np.array([[0.9, 0.2], [0.7, 0.4], [0.4, 0.9], [0.2, 0.7]])
+    out = fz_memorization(in_subset, prob, correct=prob > 0.5)
+    assert out["fz_mem"].tolist() == pytest.approx([0.8 - 0.3, 0.8 - 0.3])
+    assert out["fz_mem_correct"].tolist() == pytest.approx([1.0, 1.0])
+    assert out["fz_se"].iloc[0] == pytest.approx(np.sqrt(0.02 / 2 + 0.02 / 2))
+    assert (out["fz_se_correct"] == 0).all()
+
+
+def test_spearman_brown_and_ceiling():
+    assert spearman_brown(0.5) == pytest.approx(2 / 3)
+    assert spearman_brown(0.0) == 0.0 and spearman_brown(1.0) == pytest.approx(1.0)
+    assert attenuation_ceiling(0.64) == pytest.approx(0.8)
+    assert attenuation_ceiling(-0.1) == 0.0 and attenuation_ceiling(float("nan")) == 0.0
+
+
+def test_split_half_reliability_of_pure_noise_is_near_zero():
+    rng = np.random.default_rng(0)
+    in_subset = sample_subsets(2000, n_models=32, fraction=0.5, seed=1)
+    noise = split_half_reliability(in_subset, rng.random((32, 2000)), n_splits=10)
+    assert abs(noise["reliability"]) < 0.1 and noise["n_splits"] == 10 and noise["n"] > 1900
+    # the same outcomes with a planted in-subset effect on every instance are reliable
+    effect = rng.normal(size=2000)
+    signal = rng.random((32, 2000)) + in_subset * effect
+    assert split_half_reliability(in_subset, signal, n_splits=10)["reliability"] > 0.8
+    assert np.isnan(split_half_reliability(in_subset[:3], signal[:3])["reliability"])  # < 4 models
 
 
 def test_spearman_against():
@@ -74,7 +108,7 @@ def _planted_data(n_per_class=60, n_planted=6, dim=4, seed=0):
 
 
 def _train_logistic_models(x, y, in_subset, steps=300, lr=0.1, l2=1e-4):
-    """K logistic regressions at once, model k trained full-batch on its subset; [K, N] correct."""
+    """K logistic regressions at once, model k trained full-batch on its subset; [K, N] P(y|x)."""
     k_models = in_subset.shape[0]
     w = torch.zeros(k_models, x.shape[1], requires_grad=True)
     b = torch.zeros(k_models, requires_grad=True)
@@ -89,7 +123,8 @@ def _train_logistic_models(x, y, in_subset, steps=300, lr=0.1, l2=1e-4):
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return ((w @ x.T + b[:, None]) > 0).long() == y
+        positive = torch.sigmoid(w @ x.T + b[:, None])
+        return torch.where(y.bool(), positive, 1 - positive)
 
 
 @pytest.fixture
@@ -103,25 +138,33 @@ def one_thread():
 
 def test_planted_singletons_score_highest(one_thread):
     torch.manual_seed(0)
-    x, y, planted = _planted_data()
-    in_subset = sample_subsets(len(x), n_models=20, fraction=0.7, seed=0)
-    correct = _train_logistic_models(x, y, torch.as_tensor(in_subset, dtype=torch.float32))
-    fz = fz_memorization(in_subset, correct.numpy())
+    x, y, planted = _planted_data(n_planted=12)
+    in_subset = sample_subsets(len(x), n_models=32, fraction=0.5, seed=0)
+    prob = _train_logistic_models(x, y, torch.as_tensor(in_subset, dtype=torch.float32)).numpy()
+    fz = fz_memorization(in_subset, prob, correct=prob > 0.5)
     assert (fz.loc[list(planted), "n_out"] > 0).all()
-    top = set(fz.sort_values("fz_mem", ascending=False)["sample_index"].head(len(planted)))
-    assert top == planted
+    for column in ("fz_mem", "fz_mem_correct"):
+        top = set(fz.sort_values(column, ascending=False)["sample_index"].head(len(planted)))
+        assert top == planted
     assert fz.loc[list(planted), "fz_mem"].min() > 0.8
+    assert (fz.loc[list(planted), "fz_se"] < 0.1).all()
     typical = fz.drop(index=list(planted))["fz_mem"].dropna()
     assert typical.abs().mean() < 0.05 and typical.abs().max() < 0.5
+    assert split_half_reliability(in_subset, prob)["reliability"] > 0.3
+    shuffled = np.random.default_rng(0).permuted(prob, axis=1)  # outcomes no longer tied to the instance
+    assert abs(split_half_reliability(in_subset, shuffled)["reliability"]) < 0.2
 
 
 def test_subset_models_are_cached_independently_of_the_solver(tmp_path):
     from conftest import compose
-    from memlab.studies.tasks import _fz_key
+    from memlab.studies.fz_task import fz_models_dir
 
     base = ["experiment=sst2_fz", "data=tiny_text", "model=tiny_bert"]
-    key = _fz_key(compose(base, tmp_path))
-    assert _fz_key(compose(base + ["solver=exact"], tmp_path)) == key
-    assert _fz_key(compose(base + ["solver.damping_rel=10"], tmp_path)) == key
-    assert _fz_key(compose(base + ["trainer.max_epochs=7"], tmp_path)) != key
-    assert _fz_key(compose(base + ["fz.fraction=0.5"], tmp_path)) != key
+    key = fz_models_dir(compose(base, tmp_path))
+    assert fz_models_dir(compose(base + ["solver=exact"], tmp_path)) == key
+    assert fz_models_dir(compose(base + ["solver.damping_rel=10"], tmp_path)) == key
+    assert fz_models_dir(compose(base + ["fz.models=8"], tmp_path)) == key  # more models reuse the first ones
+    assert fz_models_dir(compose(base + ["trainer.max_epochs=7"], tmp_path)) != key
+    assert fz_models_dir(compose(base + ["recipe=constant"], tmp_path)) != key
+    assert fz_models_dir(compose(base + ["fz.subset_fraction=0.7"], tmp_path)) != key
+    assert fz_models_dir(compose(base + ["fz.subset_seed=1"], tmp_path)) != key

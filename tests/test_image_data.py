@@ -152,23 +152,18 @@ def test_hub_offline_says_what_to_do(tmp_path, monkeypatch):
         dm.setup()
 
 
-def _write_cifar_batches(folder: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two train batches (6 + 4 images) and a test batch (5) in CIFAR-10's python pickle format."""
+def _write_cifar_npz(folder: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """10 train and 5 test images in memlab's pickle-free CIFAR layout (cifar10.npz)."""
     folder.mkdir(parents=True)
     images = rng.integers(0, 256, size=(15, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=15)
-    chunks = {"data_batch_1": slice(0, 6), "data_batch_2": slice(6, 10), "test_batch": slice(10, 15)}
-    for name, rows in chunks.items():
-        flat = images[rows].transpose(0, 3, 1, 2).reshape(-1, 3072)  # CIFAR stores planes R, G, B
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": flat, b"labels": [int(x) for x in labels[rows]]}, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [f"c{k}".encode() for k in range(10)]}, f)
+    np.savez(folder / "cifar10.npz", x_train=images[:10], y_train=labels[:10], x_test=images[10:],
+             y_test=labels[10:], class_names=np.array([f"c{k}" for k in range(10)]))
     return images, labels
 
 
-def test_local_cifar_batches_are_read_with_their_row_indices(tmp_path):
-    images, labels = _write_cifar_batches(tmp_path / "cifar" / "cifar-10-batches-py", np.random.default_rng(0))
+def test_local_cifar_npz_is_read_with_its_row_indices(tmp_path):
+    images, labels = _write_cifar_npz(tmp_path / "cifar", np.random.default_rng(0))
     dm = generated(tmp_path, source="local", dir=str(tmp_path / "cifar"), train_size=6, val_size=2, test_size=3)
     dm.setup()
     assert dm.class_names == [f"c{k}" for k in range(10)]
@@ -179,6 +174,19 @@ def test_local_cifar_batches_are_read_with_their_row_indices(tmp_path):
     test = dm.splits["test"].sample_indices()
     np.testing.assert_array_equal(dm.images(test, split="test"), images[10:][test])
     assert [int(e["labels"]) for e in dm.splits["test"].examples] == labels[10:][test].tolist()
+
+
+def test_local_cifar_batches_that_are_not_the_release_are_never_unpickled(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in ("data_batch_1", "test_batch", "batches.meta"):  # pickles that would run code if loaded
+        (folder / name).write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]}))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("a user file was unpickled"))
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("a user file was unpickled"))
+    dm = generated(tmp_path, source="local", dir=str(tmp_path / "cifar"), train_size=1, val_size=0, test_size=1)
+    with pytest.raises(DataError, match="MD5 mismatch.*cifar10.npz") as err:
+        dm.setup()
+    assert "\n" not in str(err.value)
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:
@@ -273,7 +281,7 @@ def test_configs_instantiate(tmp_path):
 def test_declared_classes_and_channels_are_checked(tmp_path):
     with pytest.raises(DataError, match="pass data.feature_channels=2048"):
         generated(tmp_path, backbone="resnet50", feature_channels=16)
-    _write_cifar_batches(tmp_path / "cifar", np.random.default_rng(0))
+    _write_cifar_npz(tmp_path / "cifar", np.random.default_rng(0))
     with pytest.raises(DataError, match="pass data.num_classes=10"):
         generated(tmp_path, source="local", dir=str(tmp_path / "cifar"), num_classes=4).setup()
     dm = generated(tmp_path, feature_channels=5, num_classes=3)

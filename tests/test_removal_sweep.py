@@ -2,6 +2,7 @@
 figure, computes the ranking once, and reports a failing job instead of dying."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,8 +39,42 @@ def test_tiny_removal_sweep(tmp_path):
 def test_failing_job_is_reported_not_fatal(tmp_path):
     # pct=150 is invalid: those jobs fail, the pct=0 jobs still finish, the report names the failures
     proc = sweep(tmp_path, "removal.pct=0,150", "removal.strategy=top")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran on, and says at the end that it failed
     summary = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv")
     assert summary["removal_pct"].tolist() == [0]
     problems = (tmp_path / "sweep" / "removal_problems.txt").read_text()
     assert "failed" in problems and "pct" in problems
+
+
+def test_sweep_over_seeds_and_draws_writes_stats(tmp_path):
+    # 2 seeds x 2 draws, ranked by the loss: top jobs of draw 1 (and X = 0 of draw 1) skip themselves
+    proc = sweep(tmp_path, "seed=0,1", "removal.draw_seed=0,1", "removal.score=loss")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "sweep"
+    stats = pd.read_csv(out / "removal_stats.csv")
+    assert list(stats.columns) == ["strategy", "removal_pct", "n_seeds", "mean_acc", "std_acc", "diff_vs_random",
+                                   "ci_low", "ci_high"]
+    assert stats.set_index(["strategy", "removal_pct"]).loc[("top", 30.0), "n_seeds"] == 2
+    summary = pd.read_csv(out / "removal_summary.csv")
+    assert set(summary["score"]) == {"loss"}
+    random30 = summary[(summary.strategy == "random") & (summary.removal_pct == 30)]
+    assert sorted(zip(random30.seed, random30.draw_seed)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert set(summary.loc[summary.strategy == "top", "draw_seed"]) == {0}
+    records = [json.loads(p.read_text()) for p in out.glob("*/removal_job.json")]
+    assert sum(r["status"] == "skipped-duplicate" for r in records) == 6  # top 0/30 x 2 seeds, random 0 x 2 seeds
+    assert all(r["score"] == "loss" for r in records)
+    # top-30% by the loss really removed the highest losses
+    ranking = next((tmp_path / "cache" / "rankings").iterdir())
+    scores = pd.read_csv(ranking / "memorization" / "scores.csv")
+    top30 = summary[(summary.strategy == "top") & (summary.removal_pct == 30)]
+    assert (top30["min_removed_score"] == scores["loss"].nlargest(29).min()).all()
+    # the ranking run's accuracy on its own top-10% memorized, in diagnostics.json and metrics.json
+    top10 = scores.sort_values(["mem_score", "sample_index"], ascending=[False, True]).head(round(len(scores) / 10))
+    diagnostics = json.loads((ranking / "memorization" / "diagnostics.json").read_text())
+    metrics = json.loads((ranking / "metrics.json").read_text())
+    assert diagnostics["top10_train_acc"] == (top10["prediction"] == top10["label"]).mean()
+    assert metrics["memorization/top10_train_acc"] == diagnostics["top10_train_acc"]
+    assert "memorization/bottom10_train_acc" in metrics
+    report = (out / "removal_report.md").read_text()
+    assert "X = 30%, top - random" in report and "`loss`" in report
+    assert "X = 30%, top - random" in proc.stdout + proc.stderr  # the findings go to the log too

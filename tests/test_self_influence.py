@@ -299,7 +299,7 @@ def test_memorization_scores_with_own_term_keeps_loo_score_on_both_paths():
     assert "loo_score" not in plain[0]
 
 
-def test_ekfac_bfloat16_scoring_pass_keeps_probabilities_exact():
+def test_ekfac_bfloat16_scoring_pass_keeps_probabilities_exact(bf16_kernels):
     # score_dtype="bfloat16": the backward of the scoring pass under autocast, seeded by the logit
     # gradient of a float32 forward: prob and loss identical to the float32 path, scores close
     from scipy.stats import spearmanr

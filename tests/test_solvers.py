@@ -243,13 +243,21 @@ def test_ekfac_ranks_self_influence_like_exact(problem):
     batch = {"x": p["x"], "labels": p["y"]}
     grads, probs = per_example_grads(model, params, batch, TrainingObjective(l2_names=objective.l2_names))
     l2 = l2_gradient(params, objective)
-    exact = make_solver("exact", p["damping"]).fit(model, params, p["batches"], objective)
-    ekfac = make_solver("ekfac", p["damping"]).fit(model, params, p["batches"], objective)
-    rho = spearmanr(self_influence(exact, grads, probs, p["y"], l2), self_influence(ekfac, grads, probs, p["y"], l2))[0]
-    assert rho >= 0.9
+    scores = {name: self_influence(make_solver(name, p["damping"]).fit(model, params, p["batches"], objective),
+                                   grads, probs, p["y"], l2) for name in ("exact", "ekfac", "identity")}
+    assert spearmanr(scores["exact"], scores["ekfac"])[0] >= 0.9
+    # The gradient norm alone ranks these scores well (the identity solver reaches 0.97 above), so the
+    # check that needs curvature is on the part the gradient norm does not explain: the score divided
+    # by the identity baseline P·|∇L|²/λ. EK-FAC ranks it like the exact solve (0.70 / 0.77 measured);
+    # the identity solver, which has no curvature, gives a constant there and fails.
+    def curvature_rho(name):
+        return spearmanr(scores["exact"] / scores["identity"], scores[name] / scores["identity"])[0]
+
+    assert curvature_rho("ekfac") >= 0.6
+    assert not curvature_rho("identity") >= 0.6
 
 
-def test_ekfac_bfloat16_rotations_stay_close_to_full_precision(problem):
+def test_ekfac_bfloat16_rotations_stay_close_to_full_precision(problem, bf16_kernels):
     p = problem
     model, params, objective = p["model"], p["params"], p["objective"]
     full = make_solver("ekfac", p["damping"]).fit(model, params, p["batches"], objective)
@@ -357,7 +365,7 @@ def test_ekfac_state_dict_round_trip(problem):
     assert torch.equal(restored.solve(p["vectors"]), fitted.solve(p["vectors"]))
 
 
-def test_ekfac_bfloat16_fit_changes_little_and_only_float32_models(problem):
+def test_ekfac_bfloat16_fit_changes_little_and_only_float32_models(problem, bf16_kernels):
     # fit_dtype="bfloat16" runs the fit's passes under autocast: a float32 model's curvature changes
     # a little (and does change); a float64 model is fitted in float64 regardless
     p = problem

@@ -115,6 +115,21 @@ def test_plot_reduction_rate(tmp_path):
     assert Path(plot_reduction_rate(df, tmp_path / "rr.png")).read_bytes()[:8] == PNG
 
 
+def test_reduction_rate_axis_is_in_percent_whatever_the_size(tmp_path, monkeypatch):
+    # masking can raise the score: rates below -1 are still fractions and must show as -117%, not -1.17%
+    from memlab.studies import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    df = pd.DataFrame({"method": ["random"] * 2, "k_percent": [10, 20], "reduction_rate": [-0.58, -1.17]})
+    plot_reduction_rate(df, tmp_path / "rr.png")
+    plot_reduction_rate(df.assign(reduction_rate=[48.0, 55.0]), tmp_path / "study.png", unit="percent")
+    (fractions,), (percent,) = (fig.axes[0].get_lines() for fig in figures)
+    assert fractions.get_ydata().tolist() == pytest.approx([-58.0, -117.0])
+    assert percent.get_ydata().tolist() == pytest.approx([48.0, 55.0])
+    assert figures[0].axes[0].get_ylabel() == "reduction rate (%)"
+
+
 def test_top_bottom_markdown(tmp_path):
     df = _scores()
     text = Path(write_top_bottom_markdown(df, tmp_path / "top.md", n=3,

@@ -58,9 +58,15 @@ def test_local_csv_layout(tmp_path):
     assert dm.full_train.sample_indices()[:3] == [100, 101, 102]
 
 
+def test_local_train_only_needs_split_from_train(tmp_path):
+    write_csvs(tmp_path, ROWS, ROWS[:4])  # dev.csv but no test.csv: never a silent test set from train
+    with pytest.raises(DataError, match="no test.csv.*data.split_from_train=true"):
+        make(source="local", dir=str(tmp_path)).setup()
+
+
 def test_local_train_only_is_split_with_seed(tmp_path):
     write_csvs(tmp_path, ROWS)
-    a, b = make(source="local", dir=str(tmp_path), seed=3), make(source="local", dir=str(tmp_path), seed=3)
+    a, b = (make(source="local", dir=str(tmp_path), seed=3, split_from_train=True) for _ in range(2))
     a.setup(), b.setup()
     assert a.splits["test"].sample_indices() == b.splits["test"].sample_indices()
     sizes = [len(a.splits[s]) for s in ("train", "val", "test")]

@@ -1,5 +1,10 @@
 """Callback that swaps a text data module's splits for cached frozen-prefix outputs before training,
-so every epoch (and later scoring) runs only the trainable suffix."""
+so every epoch (and later scoring) runs only the trainable suffix.
+
+``enabled=false`` trains the whole network instead (the prefix still frozen, in eval mode as when its
+outputs are cached), and gives the splits their prefix outputs in memory only after training, for
+the scoring and attribution callbacks, which differentiate the suffix: scores are the same either way.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +13,7 @@ import lightning as L
 import torch
 
 from ..model.prefix_cache import prefix_key, with_prefix_outputs
+from ..utils.fingerprint import module_fingerprint
 
 
 class FrozenPrefixCache(L.Callback):
@@ -15,25 +21,44 @@ class FrozenPrefixCache(L.Callback):
                  batch_size: int = 64):
         self.enabled, self.cache_dir, self.dtype, self.batch_size = enabled, cache_dir, dtype, batch_size
 
+    @staticmethod
+    def _prefixed(trainer: L.Trainer, pl_module: L.LightningModule):
+        """(data module, net) when this run has a frozen prefix to reuse, else (None, None)."""
+        dm, net = trainer.datamodule, getattr(pl_module, "net", None)
+        if dm is None or not hasattr(net, "prefix") or not hasattr(dm, "fingerprint"):
+            return None, None
+        return dm, net
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        dm = trainer.datamodule
-        net = getattr(pl_module, "net", None)
-        if not self.enabled or dm is None or not hasattr(net, "prefix") or not hasattr(dm, "fingerprint"):
-            return
-        apply_prefix_cache(dm, net, pl_module.hparams.get("pretrained") or "model", self.cache_dir,
-                           getattr(torch, self.dtype), self.batch_size)
+        dm, net = self._prefixed(trainer, pl_module)
+        if self.enabled and dm is not None:
+            apply_prefix_cache(dm, net, pl_module.hparams.get("pretrained") or "model", self.cache_dir,
+                               getattr(torch, self.dtype), self.batch_size)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm, net = self._prefixed(trainer, pl_module)
+        if not self.enabled and dm is not None:
+            net.prefix.eval()  # frozen means no dropout either: the cached outputs are eval-mode ones
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm, net = self._prefixed(trainer, pl_module)
+        if not self.enabled and dm is not None:  # before on_fit_end, where scoring runs on the suffix
+            apply_prefix_cache(dm, net, "model", None, getattr(torch, self.dtype), self.batch_size)
 
 
 def apply_prefix_cache(dm, net, model_name: str, cache_dir: str | None, dtype=torch.float32, batch_size: int = 64):
-    """Give every split of ``dm`` the prefix outputs of ``net`` (idempotent; disk-cached if ``cache_dir``)."""
+    """Give every split of ``dm`` the prefix outputs of ``net`` (idempotent; disk-cached if ``cache_dir``).
+
+    ``model_name`` only labels progress bars: the cache key holds a hash of the prefix's weights."""
     dm.setup()
     if getattr(dm, "prefix_cached", False):
         return
-    key = prefix_key(model_name, net.freeze_layers, dm.fingerprint(), str(dtype))
+    key = prefix_key(module_fingerprint(net.prefix), net.freeze_layers, dm.fingerprint(), str(dtype))
 
     def transform(split, ds):
         file = Path(cache_dir) / "prefix" / f"{key}-{split}.pt" if cache_dir else None
-        return with_prefix_outputs(net.prefix, ds, file, batch_size, dtype, desc=f"prefix cache ({split})")
+        return with_prefix_outputs(net.prefix, ds, file, batch_size, dtype, desc=f"prefix cache ({split}, {model_name})",
+                                   key=key)
 
     dm.transform_splits(transform)
     dm.prefix_cached = True

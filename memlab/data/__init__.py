@@ -1,4 +1,14 @@
 """Data modules: text (SST-2, SNLI, Yahoo! Answers) and image features (CIFAR-10 and stand-ins)."""
-from .base import DataError, ListDataset, MemlabDataModule
+from ..errors import DataError
+
+
+def __getattr__(name: str):
+    # imported on first use: the readers (and the early config checks) must not pay for Lightning
+    if name in ("ListDataset", "MemlabDataModule"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(name)
+
 
 __all__ = ["DataError", "ListDataset", "MemlabDataModule"]

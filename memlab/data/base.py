@@ -10,9 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
-class DataError(ValueError):
-    """Bad or missing input data; the message is one line that says what to change."""
+from ..errors import DataError  # noqa: F401  (defined without Lightning: config checks raise it early)
 
 
 class ListDataset(Dataset):
@@ -50,7 +48,7 @@ class MemlabDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 32, eval_batch_size: int = 64, num_workers: int = 0,
                  exclude: Iterable[int] | None = None, seed: int = 0, shuffle_seed: int | None = None,
-                 group_by_length: bool = False):
+                 group_by_length: bool = False, label_noise: float = 0.0, label_noise_seed: int = 0):
         super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -59,6 +57,9 @@ class MemlabDataModule(L.LightningDataModule):
         self.seed = seed  # splits and subsamples: fixed across training seeds (removal needs it)
         self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed  # follows the training seed
         self.group_by_length = group_by_length
+        # the label-error benchmark: this fraction of the train labels flipped (seeded), see with_label_noise
+        self.label_noise, self.label_noise_seed = float(label_noise or 0.0), int(label_noise_seed)
+        self.label_flips = None  # sample_index, original_label, noisy_label of the flipped ones
         self.splits: dict[str, ListDataset] | None = None
         self.full_train: ListDataset | None = None
 
@@ -81,6 +82,8 @@ class MemlabDataModule(L.LightningDataModule):
         for name, ds in splits.items():
             if len(ds) == 0:
                 raise DataError(f"the {name} split is empty; check data.dir and the split sizes")
+        if self.label_noise:
+            splits["train"] = self.with_label_noise(splits["train"])
         self.full_train = splits["train"]
         unknown = set(self.exclude) - set(self.full_train.sample_indices())
         if unknown:
@@ -90,6 +93,21 @@ class MemlabDataModule(L.LightningDataModule):
         if len(splits["train"]) == 0:
             raise DataError("removal left the train split empty; lower removal.pct")
         self.splits = splits
+
+    def with_label_noise(self, train: ListDataset) -> ListDataset:
+        """``train`` with exactly round(label_noise x N) labels flipped to another class (seeded by
+        ``label_noise_seed``; which ones: ``self.label_flips``)."""
+        from ..studies.label_noise import choose_label_flips
+
+        labels = [int(e["labels"]) for e in train.examples]
+        try:
+            self.label_flips = choose_label_flips(train.sample_indices(), labels, self.label_noise,
+                                                  self.label_noise_seed, self.num_classes)
+        except ValueError as err:
+            raise DataError(f"data.label_noise={self.label_noise}: {err}") from None
+        noisy = dict(zip(self.label_flips["sample_index"].tolist(), self.label_flips["noisy_label"].tolist()))
+        return ListDataset([{**e, "labels": torch.tensor(noisy[int(e["sample_index"])])}
+                            if int(e["sample_index"]) in noisy else e for e in train.examples])
 
     def set_exclude(self, exclude: Iterable[int]) -> None:
         """Leave these ``sample_index`` values out of the train split (after setup too)."""

@@ -1,10 +1,12 @@
 """On-disk cache of frozen-backbone features, one file per split.
 
 A file holds ``features [N, D, 7, 7]`` (stored dtype, float16 by default), ``labels [N]``,
-``sample_index [N]`` and the ``key`` fields it was made from. Its name carries a hash of those fields
-(data set, split sizes, seed, backbone, weights, ...), so changing any of them makes a new file rather
-than reusing a stale one. Files are written to a temporary name and renamed (atomic on POSIX), and
-read memory-mapped, so a large cache costs page cache rather than resident memory.
+``sample_index [N]``, its row count ``rows`` and the ``key`` fields it was made from. Its name carries
+a hash of those fields (data set and a fingerprint of its files, split sizes, seed, backbone, weights,
+...), so changing any of them makes a new file rather than reusing a stale one. On read the key and
+the row counts are checked: a bad or unreadable file is recomputed with one warning naming it. Files
+are written to a temporary name and renamed (atomic on POSIX), and read memory-mapped, so a large
+cache costs page cache rather than resident memory.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+
+from ..utils.io import FILE_MODE, load_torch_entry, warn_bad_cache_entry
 
 FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -42,6 +46,7 @@ def save_atomic(path: Path, payload: dict[str, Any]) -> None:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -53,16 +58,35 @@ def load_cached(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
 
 
-def cached_features(path: Path, fields: dict[str, Any],
-                    compute: Callable[[], tuple[Tensor, Tensor, Tensor]]) -> tuple[dict[str, Any], bool]:
-    """Load ``path`` when present and made from ``fields``; else ``compute()`` -> (features, labels,
-    sample_index), save, and return that. Second value: whether it was a cache hit."""
+def entry_problem(payload: dict[str, Any], fields: dict[str, Any], rows: int | None = None) -> str | None:
+    """Why a stored payload is not the features made from ``fields`` (None: it is). ``rows``: the
+    number of examples the split must have, when known."""
+    if payload.get("key") != fields:
+        return "made from other data, backbone or settings"
+    tensors = [payload.get(k) for k in ("features", "labels", "sample_index")]
+    if not all(isinstance(t, Tensor) for t in tensors):
+        return "features, labels or sample_index missing"
+    lengths = {len(t) for t in tensors}
+    if lengths != {payload.get("rows")} or (rows is not None and payload.get("rows") != rows):
+        return f"{sorted(lengths)} rows stored, {payload.get('rows')} recorded, {rows} expected"
+    if len(torch.unique(payload["sample_index"])) != payload["rows"]:
+        return "repeated sample_index values"
+    return None
+
+
+def cached_features(path: Path, fields: dict[str, Any], compute: Callable[[], tuple[Tensor, Tensor, Tensor]],
+                    rows: int | None = None) -> tuple[dict[str, Any], bool]:
+    """Load ``path`` when present, made from ``fields`` and whole; else ``compute()`` -> (features,
+    labels, sample_index), save, and return that. Second value: whether it was a cache hit."""
     if path.exists():
-        payload = load_cached(path)
-        if payload.get("key") == fields:
+        payload = load_torch_entry(path, mmap=True)
+        problem = None if payload is None else entry_problem(payload, fields, rows)
+        if payload is not None and problem is None:
             return payload, True
+        if problem is not None:
+            warn_bad_cache_entry(path, problem)
     features, labels, sample_index = compute()
     payload = {"features": features.contiguous(), "labels": labels.to(torch.long),
-               "sample_index": sample_index.to(torch.long), "key": fields}
+               "sample_index": sample_index.to(torch.long), "key": fields, "rows": len(sample_index)}
     save_atomic(path, payload)
     return payload, False

@@ -53,7 +53,8 @@ class ImageFeatureDataModule(MemlabDataModule):
 
     Args:
         source: ``hub`` (CIFAR-10 downloaded by torchvision into ``dir``), ``local`` (``dir`` holds
-            ``cifar-10-batches-py`` or ``train/ test/ [val/]`` class folders), ``fashion_mnist``
+            ``cifar10.npz``, ``train/ test/ [val/]`` class folders or the official, MD5-checked
+            ``cifar-10-batches-py``; see :mod:`memlab.data.image_sources`), ``fashion_mnist``
             (IDX files in ``dir``, default Debian's /usr/share/datasets/fashion-mnist) or
             ``generated`` (tiny coloured pictures, for tests).
         backbone: ``resnet50`` (2048x7x7), ``efficientnet_lite0`` (1280x7x7) or ``random`` (tiny).
@@ -191,7 +192,7 @@ class ImageFeatureDataModule(MemlabDataModule):
                 payload, hit = {"features": features, "labels": labels, "sample_index": rows}, False
             else:
                 path = cache_file(self.cache_dir, self.source.name, split, self.backbone_name, cache_key(fields))
-                payload, hit = cached_features(path, fields, lambda: compute(split))
+                payload, hit = cached_features(path, fields, lambda: compute(split), rows=self.sizes[split])
                 log.info("%s features for %s: %s %s", split, self.source.name, "loaded" if hit else "saved", path)
             self.cache_hits[split] = hit
             splits[split] = self._examples(payload)

@@ -3,8 +3,11 @@ labels per split, the class names, and an identity string that keys the feature 
 
 Sources (``open_source``):
   hub           CIFAR-10 through ``torchvision.datasets.CIFAR10(download=True)`` into ``dir``
-  local         a folder with CIFAR-10 python batches (``cifar-10-batches-py``) or an ImageFolder
-                layout ``train/<class>/*.png``, ``test/<class>/*.png`` (``val/`` optional)
+  local         a folder with ``cifar10.npz`` (NumPy arrays ``x_train`` uint8 ``[N, 32, 32, 3]``,
+                ``y_train``, ``x_test``, ``y_test``, optional ``class_names``; read without pickle),
+                an ImageFolder layout ``train/<class>/*.png``, ``test/<class>/*.png`` (``val/``
+                optional), or the official ``cifar-10-batches-py``, read by torchvision only after
+                its files match the release's MD5 checksums (memlab never unpickles other files)
   fashion_mnist the ``*-idx?-ubyte.gz`` files of Debian's ``dataset-fashion-mnist``
   generated     a tiny seeded set of coloured pictures, learnable by colour (for tests)
 
@@ -15,13 +18,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from memlab.data.base import DataError
+from memlab.errors import DataError
+from memlab.utils.fingerprint import folder_fingerprint
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
@@ -76,22 +79,7 @@ class ImageSource:
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------------------------
-def _read_cifar_batches(batches_dir: Path, split: str) -> ImageSplit:
-    """The python pickles of CIFAR-10: ``data_batch_1..5`` (train) and ``test_batch``."""
-    if split == "train":
-        files = sorted(batches_dir.glob("data_batch_*"), key=lambda p: int(p.name.rsplit("_", 1)[-1]))
-    else:
-        files = [batches_dir / "test_batch"] if (batches_dir / "test_batch").exists() else []
-    images, labels = [], []
-    for path in files:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
-        data = np.asarray(entry[b"data"], dtype=np.uint8)
-        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(entry.get(b"labels", entry.get(b"fine_labels")), dtype=np.int64))
-    if not images:
-        return ImageSplit(np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0,), np.int64))
-    return ImageSplit(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+CIFAR_NPZ = "cifar10.npz"
 
 
 def _cifar_batches_dir(folder: Path) -> Path | None:
@@ -127,31 +115,77 @@ class CifarHubSource(ImageSource):
         return ImageSplit(np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64))
 
 
-class CifarBatchesSource(ImageSource):
-    """A local ``cifar-10-batches-py`` folder (all five train batches or fewer)."""
+class CifarArraysSource(ImageSource):
+    """CIFAR-10 (or any images of one size) as NumPy arrays in ``cifar10.npz``, loaded without pickle:
+    ``x_train``/``x_test`` uint8 ``[N, H, W, 3]``, ``y_train``/``y_test`` integer labels, optional
+    ``x_val``/``y_val`` and ``class_names`` (strings)."""
+
+    name = "cifar10-npz"
+
+    def __init__(self, file: Path):
+        super().__init__()
+        self.file = file
+        with np.load(file, allow_pickle=False) as arrays:
+            names = set(arrays.files)
+        missing = {"x_train", "y_train", "x_test", "y_test"} - names
+        if missing:
+            raise DataError(f"{file} lacks the arrays {', '.join(sorted(missing))}; it needs x_train, y_train, "
+                            f"x_test, y_test (uint8 images [N, H, W, 3], integer labels)")
+        self.splits = ("train", "val", "test") if {"x_val", "y_val"} <= names else ("train", "test")
+        self._has_names = "class_names" in names
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}:{self.file.resolve()}:{folder_fingerprint(self.file.parent, content=False)}"
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._has_names:
+            with np.load(self.file, allow_pickle=False) as arrays:
+                return [str(n) for n in arrays["class_names"]]
+        return list(CIFAR10_CLASSES)
+
+    def _read(self, split: str) -> ImageSplit:
+        prefix = {"train": "train", "val": "val", "test": "test"}[split]
+        try:
+            with np.load(self.file, allow_pickle=False) as arrays:
+                images, labels = arrays[f"x_{prefix}"], arrays[f"y_{prefix}"]
+        except ValueError as err:  # an object array would need pickle: refused
+            raise DataError(f"{self.file}: {err}; store plain uint8 / integer arrays") from None
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) != len(labels):
+            raise DataError(f"{self.file}: x_{prefix} must be uint8 [N, H, W, 3] with one label per image in "
+                            f"y_{prefix} (got {images.dtype} {list(images.shape)} and {len(labels)} labels)")
+        return ImageSplit(np.ascontiguousarray(images), labels.astype(np.int64))
+
+
+class CifarReleaseSource(CifarHubSource):
+    """The official ``cifar-10-batches-py`` in a local folder. Its files are pickles: torchvision
+    unpickles them only after they match the release's MD5 checksums, so a changed or foreign file
+    is refused instead of executed."""
 
     name = "cifar10-local"
 
     def __init__(self, batches_dir: Path):
-        super().__init__()
+        super().__init__(batches_dir.parent)
         self.batches_dir = batches_dir
 
     @property
     def identity(self) -> str:
         return f"{self.name}:{self.batches_dir.resolve()}"
 
-    @property
-    def class_names(self) -> list[str]:
-        meta = self.batches_dir / "batches.meta"
-        if meta.exists():
-            with open(meta, "rb") as f:
-                names = pickle.load(f, encoding="bytes").get(b"label_names")
-            if names:
-                return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-        return list(CIFAR10_CLASSES)
-
     def _read(self, split: str) -> ImageSplit:
-        return _read_cifar_batches(self.batches_dir, split)
+        from torchvision.datasets import CIFAR10
+
+        if self.batches_dir.name != CIFAR10.base_folder:
+            raise DataError(f"{self.batches_dir} holds CIFAR-10 batches outside a {CIFAR10.base_folder}/ folder; "
+                            f"put them in {self.batches_dir / CIFAR10.base_folder} or convert them to {CIFAR_NPZ}")
+        try:
+            ds = CIFAR10(root=str(self.batches_dir.parent), train=split == "train", download=False)
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+            raise DataError(f"{self.batches_dir} is not the unmodified CIFAR-10 release (MD5 mismatch), and memlab "
+                            f"does not unpickle other files; convert your data to {CIFAR_NPZ} or train/ test/ "
+                            f"class folders") from None
+        return ImageSplit(np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64))
 
 
 # -- ImageFolder --------------------------------------------------------------------------------------
@@ -172,7 +206,8 @@ class ImageFolderSource(ImageSource):
 
     @property
     def identity(self) -> str:
-        return f"{self.name}:{self.root.resolve()}:{self.image_size}"
+        # paths, sizes and times of the files: changed pictures make new cached features
+        return f"{self.name}:{self.root.resolve()}:{self.image_size}:{folder_fingerprint(self.root, content=False)}"
 
     @property
     def class_names(self) -> list[str]:
@@ -305,11 +340,13 @@ def open_source(source: str, dir: str | os.PathLike | None = None, *, image_size
     if source == "local":
         folder = Path(dir).expanduser() if dir is not None else None
         if folder is None or not folder.is_dir():
-            raise DataError(f"image folder {folder} not found; pass data.dir=DIR (cifar-10-batches-py "
+            raise DataError(f"image folder {folder} not found; pass data.dir=DIR ({CIFAR_NPZ}, cifar-10-batches-py "
                             f"or train/ test/ class folders) or data=tiny_image")
+        if (folder / CIFAR_NPZ).is_file():
+            return CifarArraysSource(folder / CIFAR_NPZ)
         batches = _cifar_batches_dir(folder)
         if batches is not None:
-            return CifarBatchesSource(batches)
+            return CifarReleaseSource(batches)
         if (folder / "train").is_dir():
             src = ImageFolderSource(folder, image_size)
             if "test" not in src.splits:
@@ -317,7 +354,7 @@ def open_source(source: str, dir: str | os.PathLike | None = None, *, image_size
             if not src.class_names:
                 raise DataError(f"{folder / 'train'} has no class folders; pass data.dir=DIR")
             return src
-        raise DataError(f"{folder} holds neither cifar-10-batches-py nor train/ test/ folders; "
+        raise DataError(f"{folder} holds neither {CIFAR_NPZ}, cifar-10-batches-py nor train/ test/ folders; "
                         f"pass data.dir=DIR or data=tiny_image")
     if source == "fashion_mnist":
         return FashionMnistSource(dir if dir is not None else FASHION_MNIST_DIR)

@@ -20,8 +20,9 @@ class TextDataModule(MemlabDataModule):
                  dir: str | None = None, pair: bool = False, class_names: list[str] | None = None,
                  max_length: int = 128, val_size: float | int = 0.1, test_size: float | int = 0.1,
                  hub_id: str | None = None, train_size: int | None = None, generated_task: str = "sentiment",
-                 generated_sizes: tuple[int, int, int] = (96, 32, 32), **kwargs):
+                 generated_sizes: tuple[int, int, int] = (96, 32, 32), split_from_train: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.split_from_train = split_from_train  # local files: carve a missing dev/test out of train
         self.name, self.source, self.dir, self.pair = name, source, dir, pair
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -44,7 +45,8 @@ class TextDataModule(MemlabDataModule):
         if self.source == "local":
             if not self.dir:
                 raise DataError("data.source=local needs data.dir=DIR (a folder with train.csv)")
-            return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size)
+            return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size,
+                              self.split_from_train)
         if self.source == "hub":
             if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
                 raise DataError("data.source=hub but the hub is offline; use data.source=local data.dir=DIR")

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import DataError
+from ..errors import DataError
 
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "premise")
 PAIR_COLUMNS = ("sentence2", "hypothesis", "text_pair")
 SPLIT_FILES = {"train": ("train.csv",), "val": ("dev.csv", "val.csv", "validation.csv"), "test": ("test.csv",)}
+HUB_IDS = {"sst2": "SetFit/sst2", "snli": "stanfordnlp/snli", "yahoo": "community-datasets/yahoo_answers_topics"}
 
 
 def _standardize(df: pd.DataFrame, path: Path, num_classes: int, pair: bool) -> pd.DataFrame:
@@ -34,14 +35,47 @@ def _standardize(df: pd.DataFrame, path: Path, num_classes: int, pair: bool) -> 
     labels = pd.to_numeric(df["label"], errors="coerce")
     bad = labels.isna() | ~labels.isin(range(num_classes))
     if bad.any():
-        raise DataError(f"{path}: unknown label {df['label'][bad].iloc[0]!r} in row {int(np.argmax(bad.values))} "
-                        f"(expected 0..{num_classes - 1})")
+        row = int(np.argmax(bad.values))
+        raise DataError(f"{path}: unknown label {_plain(df['label'].iloc[row])!r} in row {row + 1} (line {row + 2}); "
+                        f"data.num_classes={num_classes} allows 0..{num_classes - 1}")
     out["label"] = labels.astype(int).values
-    out["sample_index"] = (df["sample_index"].astype(int).values if "sample_index" in df.columns
-                           else np.arange(len(df)))
-    if out["sample_index"].duplicated().any():
-        raise DataError(f"{path}: duplicate sample_index values")
+    out["sample_index"] = _sample_index(df, path)
+    repeated = out["sample_index"][out["sample_index"].duplicated()].unique()
+    if len(repeated):
+        shown = ", ".join(str(int(i)) for i in repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        raise DataError(f"{path}: {len(repeated)} sample_index values occur more than once ({shown}); "
+                        f"each row needs its own sample_index")
     return out.reset_index(drop=True)
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (messages show 7, not np.int64(7))."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _sample_index(df: pd.DataFrame, path: Path) -> np.ndarray:
+    if "sample_index" not in df.columns:
+        return np.arange(len(df))
+    values = pd.to_numeric(df["sample_index"], errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = int(np.argmax(bad.values))
+        raise DataError(f"{path}: sample_index {_plain(df['sample_index'].iloc[row])!r} in row {row + 1} "
+                        f"(line {row + 2}) is not an integer")
+    return values.astype(np.int64).values
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as a frame; any reading problem is one DataError naming the file."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                        f"save it as UTF-8") from None
+    except (pd.errors.ParserError, OSError) as err:
+        raise DataError(f"{path}: cannot be read as CSV ({' '.join(str(err).split())[:160]})") from None
 
 
 def carve_split(df: pd.DataFrame, n: int | float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,8 +86,10 @@ def carve_split(df: pd.DataFrame, n: int | float, seed: int) -> tuple[pd.DataFra
 
 
 def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: int,
-               val_size: float | int = 0.1, test_size: float | int = 0.1) -> dict[str, pd.DataFrame]:
-    """The study's CSV layout. A folder with only train.csv is split into seeded dev/test parts."""
+               val_size: float | int = 0.1, test_size: float | int = 0.1,
+               split_from_train: bool = False) -> dict[str, pd.DataFrame]:
+    """The study's CSV layout. A missing dev or test file is an error, unless ``split_from_train``:
+    then that split is a seeded sample carved out of train.csv."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"data.dir={data_dir} is not a folder; point data.dir at a folder with train.csv")
@@ -61,13 +97,14 @@ def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: 
     for split, names in SPLIT_FILES.items():
         found = next((root / n for n in names if (root / n).is_file()), None)
         if found is not None:
-            try:
-                df = pd.read_csv(found)
-            except pd.errors.EmptyDataError:
-                raise DataError(f"{found}: empty file") from None
-            splits[split] = _standardize(df, found, num_classes, pair)
+            splits[split] = _standardize(read_csv(found), found, num_classes, pair)
     if "train" not in splits:
         raise DataError(f"{root}/train.csv not found; point data.dir at a folder with train.csv")
+    missing = [split for split in ("test", "val") if split not in splits]
+    if missing and not split_from_train:
+        files = " and ".join(SPLIT_FILES[s][0] for s in missing)
+        raise DataError(f"{root} has no {files}; add it, or pass data.split_from_train=true for a seeded "
+                        f"split of train.csv")
     if "test" not in splits:
         splits["train"], splits["test"] = carve_split(splits["train"], test_size, seed)
     if "val" not in splits:
@@ -96,11 +133,11 @@ def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | 
         from datasets import load_dataset
 
         if name == "sst2":
-            ds = load_dataset(hub_id or "SetFit/sst2")
+            ds = load_dataset(hub_id or HUB_IDS["sst2"])
             frames = {s: ds[h].to_pandas().rename(columns={"text": "text"})[["text", "label"]]
                       for s, h in (("train", "train"), ("val", "validation"), ("test", "test"))}
         elif name == "snli":
-            ds = load_dataset(hub_id or "stanfordnlp/snli")
+            ds = load_dataset(hub_id or HUB_IDS["snli"])
             frames = {}
             for s, h in (("train", "train"), ("val", "validation"), ("test", "test")):
                 df = ds[h].to_pandas()
@@ -109,7 +146,7 @@ def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | 
                                    "label": (df["label"] == 0).astype(int)})
                 frames[s] = _balanced(df, (train_size or 10000) // 2 if s == "train" else None, seed)
         elif name == "yahoo":
-            ds = load_dataset(hub_id or "community-datasets/yahoo_answers_topics")
+            ds = load_dataset(hub_id or HUB_IDS["yahoo"])
             frames = {}
             full_train = ds["train"].to_pandas()
             test = ds["test"].to_pandas()

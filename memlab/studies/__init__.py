@@ -2,11 +2,14 @@
 
     typicality     Table 1, Fig. 4, Appendix D: positive-phrase fraction of SST sentences
     feldman_zhang  the subsampling memorization estimator of Feldman & Zhang (2020)
+    validation     each score's Spearman with that reference, against its reliability ceiling
+    label_noise    the label-error benchmark: seeded flips, AUROC / AP / precision, cleanlab
     removal        Fig. 1: which instances a removal job drops, and the sweep's summary
     stability      Table 5: Spearman between score rankings
     plots          score vs. loss, reduction rate (Fig. 2), Tables 2-4 as Markdown / HTML
 
-No Lightning or Hydra here. Every writer writes atomically (a temp file in the same folder, then
+No Lightning or Hydra here (the Hydra tasks live in tasks.py, *_task.py, removal_job.py,
+candidate_scores.py and subset_training.py). Every writer writes atomically (a temp file in the same folder, then
 ``os.replace``) with the helpers below, so a reader never sees a half-written file.
 """
 from __future__ import annotations

@@ -1,13 +1,18 @@
-"""The subsampling memorization estimator of Feldman & Zhang (2020), as a cross-check of the
-self-influence score (the paper verifies on CIFAR-10 that both behave alike, Sec. 3.3).
+"""The subsampling memorization estimator of Feldman & Zhang (2020), the reference a memorization
+score is validated against, with its own error bars.
 
 Train K models, each on a random subset holding ``fraction`` of the training set; then for every
-training instance i
+training instance i, with o_k(i) an outcome of model k on i (P(y_i|x_i), or 1 if it predicts y_i),
 
-    mem(i) = P[model k predicts y_i | i in subset_k] - P[model k predicts y_i | i not in subset_k],
+    mem(i) = E[o_k(i) | i in subset_k] - E[o_k(i) | i not in subset_k],
 
-each probability the empirical rate over the models that did (did not) see i. The training itself
-is left to the caller: this module draws the subsets and turns the [K, N] outcome into scores.
+each expectation the mean over the models that did (did not) see i, with the standard error of the
+difference of two means. How far the estimate can be trusted as a whole is its split-half
+reliability: the Spearman correlation between the estimates from two disjoint halves of the models,
+Spearman-Brown corrected to K models. No score can agree with the reference better than
+sqrt(reliability) (the correction for attenuation), which is the ceiling of a validation table.
+The training itself is left to the caller: this module draws the subsets and turns the [K, N]
+outcomes into scores. numpy / pandas / scipy only.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 
-def sample_subsets(n_examples_ids: int | Sequence[int], n_models: int, fraction: float = 0.7,
+def sample_subsets(n_examples_ids: int | Sequence[int], n_models: int, fraction: float = 0.5,
                    seed: int = 0) -> np.ndarray:
     """Bool mask ``[K, N]``: row k marks the ``round(fraction * N)`` instances model k trains on.
 
@@ -38,39 +43,101 @@ def sample_subsets(n_examples_ids: int | Sequence[int], n_models: int, fraction:
     return mask
 
 
-def _as_bool_array(x, name: str) -> np.ndarray:
+def _as_matrix(x, name: str, dtype=float) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be [K, N], got shape {arr.shape}")
-    return arr.astype(bool)
+    return arr.astype(dtype)
 
 
-def fz_memorization(in_subset, correct, sample_index: Sequence[int] | None = None) -> pd.DataFrame:
-    """Feldman & Zhang memorization from ``in_subset`` and ``correct``, both bool ``[K, N]``.
+def fz_estimate(in_subset, outcome) -> dict[str, np.ndarray]:
+    """Per instance ``mem`` (mean outcome in minus mean outcome out), its standard error ``se``
+    (sqrt(var_in/n_in + var_out/n_out), sample variances), ``n_in`` and ``n_out``.
 
-    ``correct[k, i]``: model k predicts instance i's label. Returns ``sample_index, fz_mem, n_in,
-    n_out`` with fz_mem = P[correct | in] - P[correct | out], NaN where n_in or n_out is 0.
-    ``sample_index`` defaults to 0..N-1.
+    ``in_subset`` bool and ``outcome`` (probabilities or 0/1) are ``[K, N]``. ``mem`` is NaN where
+    n_in or n_out is 0, ``se`` where either is below 2.
     """
-    in_subset = _as_bool_array(in_subset, "in_subset")
-    correct = _as_bool_array(correct, "correct")
-    if in_subset.shape != correct.shape:
-        raise ValueError(f"in_subset {in_subset.shape} and correct {correct.shape} differ in shape")
-    n_in = in_subset.sum(axis=0)
-    n_out = (~in_subset).sum(axis=0)
-    hits_in = (correct & in_subset).sum(axis=0)
-    hits_out = (correct & ~in_subset).sum(axis=0)
+    inside = _as_matrix(in_subset, "in_subset", bool)
+    values = _as_matrix(outcome, "outcome", float)
+    if inside.shape != values.shape:
+        raise ValueError(f"in_subset {inside.shape} and outcome {values.shape} differ in shape")
+    n_in, n_out = inside.sum(axis=0), (~inside).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p_in = np.where(n_in > 0, hits_in / np.maximum(n_in, 1), np.nan)
-        p_out = np.where(n_out > 0, hits_out / np.maximum(n_out, 1), np.nan)
-    n = in_subset.shape[1]
+        mean_in = np.where(n_in > 0, (values * inside).sum(axis=0) / n_in, np.nan)
+        mean_out = np.where(n_out > 0, (values * ~inside).sum(axis=0) / n_out, np.nan)
+        var_in = (((values - mean_in) ** 2) * inside).sum(axis=0) / (n_in - 1)
+        var_out = (((values - mean_out) ** 2) * ~inside).sum(axis=0) / (n_out - 1)
+        se = np.where((n_in > 1) & (n_out > 1), np.sqrt(var_in / n_in + var_out / n_out), np.nan)
+    return {"mem": mean_in - mean_out, "se": se, "n_in": n_in.astype(int), "n_out": n_out.astype(int)}
+
+
+def fz_memorization(in_subset, outcome, sample_index: Sequence[int] | None = None,
+                    correct=None) -> pd.DataFrame:
+    """Feldman & Zhang memorization of every instance from ``in_subset`` and ``outcome``, both ``[K, N]``.
+
+    ``outcome[k, i]``: model k's P(y_i|x_i) (or its 0/1 correctness). Returns ``sample_index, fz_mem,
+    fz_se, n_in, n_out`` (see :func:`fz_estimate`), plus ``fz_mem_correct, fz_se_correct`` from the
+    0/1 ``correct`` matrix when given. ``sample_index`` defaults to 0..N-1.
+    """
+    main = fz_estimate(in_subset, outcome)
+    n = len(main["mem"])
     index = np.arange(n) if sample_index is None else np.asarray(sample_index)
     if len(index) != n:
         raise ValueError(f"sample_index has {len(index)} entries for {n} instances")
-    return pd.DataFrame({"sample_index": index, "fz_mem": p_in - p_out,
-                         "n_in": n_in.astype(int), "n_out": n_out.astype(int)})
+    table = pd.DataFrame({"sample_index": index, "fz_mem": main["mem"], "fz_se": main["se"],
+                          "n_in": main["n_in"], "n_out": main["n_out"]})
+    if correct is not None:
+        zero_one = fz_estimate(in_subset, correct)
+        table["fz_mem_correct"], table["fz_se_correct"] = zero_one["mem"], zero_one["se"]
+    return table
+
+
+def spearman_brown(r: float, factor: float = 2.0) -> float:
+    """Reliability of a measurement ``factor`` times as long as one whose reliability is ``r``."""
+    return float(factor * r / (1 + (factor - 1) * r)) if r == r and r > -1 / (factor - 1) else float("nan")
+
+
+def attenuation_ceiling(reliability: float) -> float:
+    """The highest correlation any score can reach with a reference of this reliability:
+    sqrt(reliability) (Spearman's correction for attenuation, for an error-free score)."""
+    return float(np.sqrt(reliability)) if reliability == reliability and reliability > 0 else 0.0
+
+
+def split_half_reliability(in_subset, outcome, n_splits: int = 20, seed: int = 0) -> dict:
+    """Split-half reliability of the Feldman-Zhang estimate from K models.
+
+    For each of ``n_splits`` seeded random splits of the models into two disjoint halves, the
+    Spearman correlation of the two halves' estimates over the instances both can estimate; the
+    mean of those correlations (``half``) is corrected by Spearman-Brown to the full K models
+    (``reliability``). NaN below 4 models. Returns ``dict(reliability, half, half_sd, n_splits, n)``.
+    """
+    from scipy.stats import spearmanr
+
+    inside = _as_matrix(in_subset, "in_subset", bool)
+    values = _as_matrix(outcome, "outcome", float)
+    k = inside.shape[0]
+    nan = {"reliability": float("nan"), "half": float("nan"), "half_sd": float("nan"), "n_splits": 0, "n": 0}
+    if k < 4:
+        return nan
+    rng = np.random.default_rng(seed)
+    halves, counts = [], []
+    for _ in range(n_splits):
+        order = rng.permutation(k)
+        first, second = order[: k // 2], order[k // 2: 2 * (k // 2)]
+        a = fz_estimate(inside[first], values[first])["mem"]
+        b = fz_estimate(inside[second], values[second])["mem"]
+        both = np.isfinite(a) & np.isfinite(b)
+        if both.sum() < 3 or np.ptp(a[both]) == 0 or np.ptp(b[both]) == 0:
+            continue
+        halves.append(float(spearmanr(a[both], b[both]).statistic))
+        counts.append(int(both.sum()))
+    if not halves:
+        return nan
+    half = float(np.mean(halves))
+    return {"reliability": spearman_brown(half), "half": half, "half_sd": float(np.std(halves)),
+            "n_splits": len(halves), "n": int(np.median(counts))}
 
 
 def spearman_against(scores_df: pd.DataFrame, fz_df: pd.DataFrame, top_pct: float = 10,

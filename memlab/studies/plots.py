@@ -68,20 +68,30 @@ def disagreement_table(scores_df: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     return df[columns].head(n).reset_index(drop=True)
 
 
-def plot_reduction_rate(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None):
-    """Paper Fig. 2: reduction rate (Eq. 6) vs. the k% of tokens masked, one line per ``method``
+def reduction_rate_percent(rates, unit: str = "fraction"):
+    """Reduction rates in %: Eq. 6's mean((M - M') / M) is a fraction (x 100 here, whatever its
+    size: masking can raise the score, |rate| > 1); ``unit="percent"`` for numbers already in %
+    (the study's published table)."""
+    if unit not in ("fraction", "percent"):
+        raise ValueError(f"unit must be 'fraction' or 'percent', got {unit!r}")
+    return rates * (100.0 if unit == "fraction" else 1.0)
+
+
+def plot_reduction_rate(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
+                        unit: str = "fraction"):
+    """Paper Fig. 2: reduction rate (Eq. 6) in % vs. the k% of tokens masked, one line per ``method``
     (``attribution``, ``random``). Columns ``method, k_percent, reduction_rate`` and optionally
-    ``reduction_rate_std`` (error bars). Rates given as fractions (all |r| <= 1) are shown in %."""
+    ``reduction_rate_std`` (error bars), as fractions (memlab's reduction_rate.csv) unless
+    ``unit="percent"``."""
     fig, axes = new_figure(1, 1, figsize=(5.5, 4.0))
     ax = axes[0, 0]
-    scale = 100.0 if len(df) and df["reduction_rate"].abs().max() <= 1.0 else 1.0
     styles = {"attribution": ("tab:red", "o", "memorization attribution"),
               "random": ("tab:blue", "s", "random tokens")}
     for method, g in df.groupby("method", sort=False):
         g = g.sort_values("k_percent")
         color, marker, label = styles.get(method, (None, "^", method))
-        yerr = g["reduction_rate_std"] * scale if "reduction_rate_std" in g.columns else None
-        ax.errorbar(g["k_percent"], g["reduction_rate"] * scale, yerr=yerr, color=color,
+        yerr = reduction_rate_percent(g["reduction_rate_std"], unit) if "reduction_rate_std" in g.columns else None
+        ax.errorbar(g["k_percent"], reduction_rate_percent(g["reduction_rate"], unit), yerr=yerr, color=color,
                     marker=marker, capsize=3, label=label)
     ax.set_xlabel("top-k% tokens replaced by [MASK]")
     ax.set_ylabel("reduction rate (%)")

@@ -2,16 +2,19 @@
 and the summary of a sweep of removal jobs.
 
 A removal job retrains without X% of the training set, chosen by ``strategy``:
-``top`` (most memorized first), ``bottom`` (least memorized first) or ``random`` (seeded). When
-it ends, each job writes ``<job dir>/removal_job.json``::
+``top`` (most memorized first), ``bottom`` (least memorized first) or ``random`` (drawn with
+``draw_seed``). ``score`` names the scores.csv column that ranks (``mem_score``, ``loo_score`` or
+``loss``). When it ends, each job writes ``<job dir>/removal_job.json``::
 
-    {"strategy": "top", "removal_pct": 10, "seed": 0, "status": "ok", "test_acc": 0.875,
-     "min_removed_score": 3.2, "n_removed": 692}
+    {"strategy": "top", "removal_pct": 10, "seed": 0, "draw_seed": 0, "score": "mem_score",
+     "status": "ok", "test_acc": 0.875, "min_removed_score": 3.2, "n_removed": 692}
 
-with ``"status": "failed"`` and an ``"error"`` message when it did not finish. A job dir without it
-is still read from its ``metrics.json`` (``test_acc``) and ``.hydra/overrides.yaml``
-(``...strategy=``, ``...removal_pct=`` or ``...pct=``, ``...seed=``). X = 0 is the full data set,
-shared by all strategies.
+with ``"status": "failed"`` and an ``"error"`` message when it did not finish, and
+``"skipped-duplicate"`` when it would only repeat the job of another draw seed
+(``removal_draws``). A job dir without it is still read from its ``metrics.json`` (``test_acc``)
+and ``.hydra/overrides.yaml`` (``...strategy=``, ``...removal_pct=`` or ``...pct=``, ``...seed=``,
+optionally ``...draw_seed=`` and ``...score=``). X = 0 is the full data set, shared by all
+strategies. The statistics (paired differences to random-removed) are in ``removal_stats``.
 """
 from __future__ import annotations
 
@@ -27,8 +30,11 @@ import pandas as pd
 from memlab.studies import new_figure, save_csv, save_figure, save_text
 
 STRATEGIES = ("top", "bottom", "random")
+RANKING_SCORES = ("mem_score", "loo_score", "loss")  # the scores.csv columns a removal may rank by
+DEFAULT_SCORE = "mem_score"
 JOB_FILE = "removal_job.json"
-SUMMARY_COLUMNS = ["strategy", "removal_pct", "seed", "test_acc", "min_removed_score"]
+SKIPPED = "skipped-duplicate"
+SUMMARY_COLUMNS = ["strategy", "removal_pct", "seed", "draw_seed", "score", "test_acc", "min_removed_score"]
 
 
 def n_to_remove(n: int, pct: float) -> int:
@@ -38,13 +44,33 @@ def n_to_remove(n: int, pct: float) -> int:
     return min(n, int(round(n * pct / 100.0)))
 
 
-def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int = 0) -> list[int]:
+def rank_by_memorization(scores: pd.DataFrame, column: str = DEFAULT_SCORE,
+                         ascending: bool = False) -> pd.DataFrame:
+    """``scores`` ordered by ``column`` (most memorized first unless ``ascending``), ties broken
+    by the smaller ``sample_index`` first, whatever the direction: the one order every removal
+    selection uses, so that top-X% and its reported lowest score always agree."""
+    if column not in scores.columns:
+        raise ValueError(f"cannot rank by {column!r}: the scores have only {', '.join(map(str, scores.columns))}"
+                         + (" (loo_score exists only when the solver adds the own term)" if column == "loo_score" else ""))
+    return scores.sort_values([column, "sample_index"], ascending=[ascending, True], kind="mergesort")
+
+
+def check_score(score: str) -> str:
+    if score not in RANKING_SCORES:
+        raise ValueError(f"removal.score must be one of {RANKING_SCORES}, got {score!r}")
+    return score
+
+
+def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int = 0,
+                   score: str = DEFAULT_SCORE) -> list[int]:
     """The sample indices a removal job drops, sorted ascending.
 
-    ``top``: the highest ``mem_score`` first; ``bottom``: the lowest first; ties broken by the
-    smaller ``sample_index``. ``random``: a uniform draw of the same size from
-    ``numpy.random.default_rng(seed)`` over the sorted sample indices, independent of the scores.
+    ``top``: the highest ``score`` first; ``bottom``: the lowest first; ties broken by the
+    smaller ``sample_index`` (``rank_by_memorization``). ``random``: a uniform draw of the same
+    size from ``numpy.random.default_rng(seed)`` over the sorted sample indices, independent of
+    the scores.
     """
+    check_score(score)
     n = len(scores_df)
     m = n_to_remove(n, pct)
     if strategy == "random":
@@ -53,14 +79,13 @@ def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int
         return sorted(int(i) for i in ids[chosen])
     if strategy not in ("top", "bottom"):
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    ordered = scores_df.sort_values(["mem_score", "sample_index"],
-                                    ascending=[strategy == "bottom", True], kind="mergesort")
+    ordered = rank_by_memorization(scores_df, score, ascending=strategy == "bottom")
     return sorted(int(i) for i in ordered["sample_index"].head(m))
 
 
-def min_removed_score(scores_df: pd.DataFrame, removed: Sequence[int]) -> float:
-    """The lowest ``mem_score`` among the removed instances (Fig. 1, bottom); NaN when none."""
-    chosen = scores_df.loc[scores_df["sample_index"].isin(list(removed)), "mem_score"]
+def min_removed_score(scores_df: pd.DataFrame, removed: Sequence[int], score: str = DEFAULT_SCORE) -> float:
+    """The lowest ``score`` among the removed instances (Fig. 1, bottom); NaN when none."""
+    chosen = scores_df.loc[scores_df["sample_index"].isin(list(removed)), check_score(score)]
     return float(chosen.min()) if len(chosen) else math.nan
 
 
@@ -91,6 +116,7 @@ def _job_from_hydra(job_dir: Path) -> dict:
     if "strategy" not in overrides or pct is None or "seed" not in overrides:
         raise ValueError("overrides.yaml does not name strategy, removal_pct and seed")
     return {"strategy": overrides["strategy"], "removal_pct": pct, "seed": overrides["seed"],
+            "draw_seed": overrides.get("draw_seed", 0), "score": overrides.get("score", DEFAULT_SCORE),
             "status": "ok", "test_acc": acc, "min_removed_score": metrics.get("min_removed_score")}
 
 
@@ -109,13 +135,38 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return found
 
 
+def _read_job(job_dir: Path) -> dict | None:
+    """The job's record (removal_job.json, else metrics.json + overrides.yaml); None when neither."""
+    if (job_dir / JOB_FILE).exists():
+        record = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"{JOB_FILE} is not a JSON object")
+        return record
+    if (job_dir / "metrics.json").exists() and (job_dir / ".hydra" / "overrides.yaml").exists():
+        return _job_from_hydra(job_dir)
+    return None
+
+
+def _summary_row(record: dict) -> dict:
+    missing = [k for k in ("strategy", "removal_pct", "seed", "test_acc") if record.get(k) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    lowest = record.get("min_removed_score")
+    return {"strategy": str(record["strategy"]), "removal_pct": float(record["removal_pct"]),
+            "seed": int(record["seed"]), "draw_seed": int(record.get("draw_seed") or 0),
+            # records written before removal.score existed ranked by mem_score
+            "score": str(record.get("score") or DEFAULT_SCORE), "test_acc": float(record["test_acc"]),
+            "min_removed_score": math.nan if lowest is None else float(lowest)}
+
+
 def collect_sweep(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None = None
                   ) -> tuple[pd.DataFrame, list[str]]:
     """Read every removal job under ``sweep_dir`` into a summary, never raising on a bad job.
 
     Returns ``(summary, problems)``: one row per finished job with columns ``strategy,
-    removal_pct, seed, test_acc, min_removed_score``, sorted by strategy, X% and seed; and one
-    line per job dir that is failed, unfinished or unreadable, plus duplicated runs. With
+    removal_pct, seed, draw_seed, score, test_acc, min_removed_score``, sorted by strategy, X%,
+    seed and draw seed; and one line per job dir that is failed, unfinished or unreadable, plus
+    duplicated runs. Jobs skipped as duplicates of another draw seed are left out silently. With
     ``scores_df`` a missing ``min_removed_score`` is recomputed from the scores.
     """
     sweep_dir = Path(sweep_dir)
@@ -126,26 +177,17 @@ def collect_sweep(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None =
     for job_dir in _job_dirs(sweep_dir):
         name = str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else "."
         try:
-            if (job_dir / JOB_FILE).exists():
-                record = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
-                if not isinstance(record, dict):
-                    raise ValueError(f"{JOB_FILE} is not a JSON object")
-            elif (job_dir / "metrics.json").exists() and (job_dir / ".hydra" / "overrides.yaml").exists():
-                record = _job_from_hydra(job_dir)
-            else:
+            record = _read_job(job_dir)
+            if record is None:
                 problems.append(f"{name}: no {JOB_FILE} (job unfinished or crashed before writing it)")
                 continue
             status = record.get("status", "ok")
+            if status == SKIPPED:
+                continue
             if status != "ok":
                 problems.append(f"{name}: job {status}: {record.get('error') or 'no error message'}")
                 continue
-            missing = [k for k in ("strategy", "removal_pct", "seed", "test_acc") if record.get(k) is None]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
-            row = {"strategy": str(record["strategy"]), "removal_pct": float(record["removal_pct"]),
-                   "seed": int(record["seed"]), "test_acc": float(record["test_acc"]),
-                   "min_removed_score": (math.nan if record.get("min_removed_score") is None
-                                         else float(record["min_removed_score"]))}
+            row = _summary_row(record)
         except Exception as err:  # one unreadable job must not hide the others
             problems.append(f"{name}: unreadable job record ({type(err).__name__}: {err})")
             continue
@@ -153,44 +195,73 @@ def collect_sweep(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None =
             problems.append(f"{name}: unknown strategy {row['strategy']!r}")
             continue
         if scores_df is not None and math.isnan(row["min_removed_score"]) and row["removal_pct"] > 0:
-            removed = select_removed(scores_df, row["strategy"], row["removal_pct"], row["seed"])
-            row["min_removed_score"] = min_removed_score(scores_df, removed)
+            removed = select_removed(scores_df, row["strategy"], row["removal_pct"], row["draw_seed"], row["score"])
+            row["min_removed_score"] = min_removed_score(scores_df, removed, row["score"])
         rows.append(row)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    summary = summary.sort_values(["strategy", "removal_pct", "seed"], kind="mergesort").reset_index(drop=True)
-    dup = summary[summary.duplicated(["strategy", "removal_pct", "seed"], keep=False)]
-    for (strategy, pct, seed), _ in dup.groupby(["strategy", "removal_pct", "seed"]):
-        problems.append(f"duplicate runs of strategy={strategy} removal_pct={pct:g} seed={seed}")
+    key = ["strategy", "removal_pct", "seed", "draw_seed", "score"]
+    summary = summary.sort_values(key, kind="mergesort").reset_index(drop=True)
+    for values, _ in summary[summary.duplicated(key, keep=False)].groupby(key):
+        problems.append("duplicate runs of " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                         for k, v in zip(key, values)))
     return summary, problems
+
+
+def with_defaults(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary with every SUMMARY_COLUMNS column: tables from before draw seeds and ranking
+    scores were recorded had one draw (0) and ranked by mem_score."""
+    defaults = {"draw_seed": 0, "score": DEFAULT_SCORE, "min_removed_score": math.nan}
+    return summary.assign(**{k: v for k, v in defaults.items() if k not in summary.columns})
+
+
+def arm_labels(summary: pd.DataFrame) -> pd.Series:
+    """The curve each row belongs to: its strategy, or e.g. ``top[loo_score]`` when the ranked
+    rows of one sweep rank by several scores (random and X = 0 do not depend on the score)."""
+    ranked = summary["strategy"].isin(("top", "bottom")) & (summary["removal_pct"] > 0)
+    if summary.loc[ranked, "score"].nunique() <= 1:
+        return summary["strategy"].astype(str)
+    return summary["strategy"].where(~ranked, summary["strategy"] + "[" + summary["score"] + "]")
+
+
+def ordered_arms(labels) -> list[str]:
+    """Arm labels in the study's order (top, bottom, random), then by name."""
+    base = {s: i for i, s in enumerate(STRATEGIES)}
+    return sorted(set(labels), key=lambda a: (base.get(a.split("[")[0], len(base)), a))
+
+
+def _aggregate_row(strategy: str, pct: float, g: pd.DataFrame) -> dict:
+    acc = g["test_acc"].to_numpy(dtype=float)
+    scores = g["min_removed_score"].dropna()
+    return {"strategy": strategy, "removal_pct": float(pct), "score": ",".join(sorted(set(g["score"]))),
+            "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "n_runs": int(len(acc)), "n_seeds": int(g["seed"].nunique()), "n_draws": int(g["draw_seed"].nunique()),
+            "min_removed_score": float(scores.min()) if len(scores) else math.nan}
 
 
 def aggregate_removal(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std test accuracy per strategy and X% (Fig. 1, top), with the lowest removed score.
 
-    Rows at X = 0 (the full data) are pooled over strategies and repeated for each strategy that
-    has a run, so every curve starts from the same point. Columns ``strategy, removal_pct,
-    test_acc_mean, test_acc_std, n_runs, min_removed_score``.
+    Mean and std are over all runs of a point: training seeds x random draws (the study's error
+    bars); ``removal_stats`` pairs by seed instead. Rows at X = 0 (the full data) are pooled over
+    strategies and repeated for each strategy that has a run, so every curve starts from the same
+    point. Columns ``strategy, removal_pct, score, test_acc_mean, test_acc_std, n_runs, n_seeds,
+    n_draws, min_removed_score``; ``score`` is the ranking score of the point's jobs.
     """
-    columns = ["strategy", "removal_pct", "test_acc_mean", "test_acc_std", "n_runs", "min_removed_score"]
+    columns = ["strategy", "removal_pct", "score", "test_acc_mean", "test_acc_std", "n_runs", "n_seeds",
+               "n_draws", "min_removed_score"]
     if summary.empty:
         return pd.DataFrame(columns=columns)
-    # X = 0 is one job per seed whatever the strategy: count each seed once
+    summary = with_defaults(summary)
+    summary = summary.assign(strategy=arm_labels(summary))
+    # X = 0 is one job per seed whatever the strategy and draw: count each seed once
     full = summary[summary["removal_pct"] == 0].drop_duplicates("seed")
     removed = summary[summary["removal_pct"] != 0]
-    strategies = [s for s in STRATEGIES if s in set(removed["strategy"])] or sorted(set(full["strategy"]))
+    strategies = ordered_arms(removed["strategy"]) or sorted(set(full["strategy"]))
     rows = []
     for strategy in strategies:
         parts = [(0.0, full)] if len(full) else []
-        part = removed[removed["strategy"] == strategy]
-        parts += [(pct, g) for pct, g in part.groupby("removal_pct")]
-        for pct, g in parts:
-            acc = g["test_acc"].to_numpy(dtype=float)
-            scores = g["min_removed_score"].dropna()
-            rows.append({"strategy": strategy, "removal_pct": float(pct),
-                         "test_acc_mean": float(acc.mean()),
-                         "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                         "n_runs": int(len(acc)),
-                         "min_removed_score": float(scores.min()) if len(scores) else math.nan})
+        parts += list(removed[removed["strategy"] == strategy].groupby("removal_pct"))
+        rows += [_aggregate_row(strategy, pct, g) for pct, g in parts]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -199,19 +270,31 @@ _LABELS = {"top": "memorized (top-X%) removed", "bottom": "least memorized remov
            "random": "random removed"}
 
 
-def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | None = None):
+def _label(arm: str) -> str:
+    base, _, score = arm.partition("[")
+    return _LABELS.get(base, base) + (f" by {score.rstrip(']')}" if score else "")
+
+
+def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
+                 below_random: Sequence[tuple[str, float]] = ()):
     """Fig. 1: top panel mean ± std test accuracy vs X% per strategy (error bars and a shaded
-    band), bottom panel the lowest memorization score among the removed top-X%."""
+    band), with a star on each ``(strategy, X)`` of ``below_random`` (removed-top below
+    random-removed, 95% interval excluding 0); bottom panel the lowest memorization score among
+    the removed top-X%."""
     fig, axes = new_figure(2, 1, figsize=(6.0, 6.0), sharex=True,
                            gridspec_kw={"height_ratios": [2, 1]})
     ax_acc, ax_score = axes[0, 0], axes[1, 0]
     for strategy, g in aggregate.groupby("strategy", sort=False):
         g = g.sort_values("removal_pct")
         x, mean, std = g["removal_pct"], g["test_acc_mean"], g["test_acc_std"]
-        color = _COLORS.get(strategy, None)
-        ax_acc.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color,
-                        label=_LABELS.get(strategy, strategy))
+        color = _COLORS.get(strategy.split("[")[0], None)
+        ax_acc.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color, label=_label(strategy))
         ax_acc.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+    marked = aggregate.set_index(["strategy", "removal_pct"])["test_acc_mean"]
+    points = [(pct, marked[(arm, pct)]) for arm, pct in below_random if (arm, pct) in marked.index]
+    if points:
+        ax_acc.scatter(*zip(*points), marker="*", s=220, color="gold", edgecolors="black", zorder=5,
+                       label="top below random (paired 95% CI excludes 0)")
     ax_acc.set_ylabel("test accuracy")
     if title:
         ax_acc.set_title(title)
@@ -220,11 +303,12 @@ def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | 
     else:
         ax_acc.text(0.5, 0.5, "no finished removal jobs", ha="center", va="center",
                     transform=ax_acc.transAxes)
-    top = aggregate[(aggregate["strategy"] == "top") & (aggregate["removal_pct"] > 0)].dropna(
-        subset=["min_removed_score"]).sort_values("removal_pct")
-    if len(top):
+    scores = ",".join(sorted(set(aggregate["score"]))) or DEFAULT_SCORE
+    for _, top in aggregate[aggregate["strategy"].str.startswith("top") & (aggregate["removal_pct"] > 0)
+                                   ].dropna(subset=["min_removed_score"]).groupby("strategy", sort=False):
+        top = top.sort_values("removal_pct")
         ax_score.plot(top["removal_pct"], top["min_removed_score"], marker="s", color="tab:red")
-    ax_score.set_ylabel("lowest removed\nmem. score")
+    ax_score.set_ylabel(f"lowest removed\n{scores}")
     ax_score.set_xlabel("X% of training instances removed")
     return save_figure(fig, path)
 
@@ -234,14 +318,21 @@ def write_removal_summary(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame 
                           ) -> dict[str, Path]:
     """Collect a sweep and write, into ``out_dir`` (default ``sweep_dir``): ``removal_summary.csv``
     (one row per job), ``removal_aggregate.csv`` (mean ± std per strategy and X%),
-    ``removal.png`` (Fig. 1) and, when any, ``removal_problems.txt``. Returns the paths by kind
-    (``summary``, ``aggregate``, ``figure``, ``problems``)."""
+    ``removal_stats.csv`` (paired differences to random with 95% intervals), ``removal_report.md``
+    (the findings in words, with the sweep's power), ``removal.png`` (Fig. 1) and, when any,
+    ``removal_problems.txt``. Returns the paths by kind (``summary``, ``aggregate``, ``stats``,
+    ``report``, ``figure``, ``problems``)."""
+    from .removal_stats import compare_to_random, removal_report, removal_stats, top_below_random
+
     summary, problems = collect_sweep(sweep_dir, scores_df)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     aggregate = aggregate_removal(summary)
+    below = top_below_random(compare_to_random(summary))
     paths = {"summary": save_csv(summary, out / "removal_summary.csv"),
              "aggregate": save_csv(aggregate, out / "removal_aggregate.csv"),
-             "figure": plot_removal(aggregate, out / "removal.png", title=title)}
+             "stats": save_csv(removal_stats(summary), out / "removal_stats.csv"),
+             "report": save_text(removal_report(summary), out / "removal_report.md"),
+             "figure": plot_removal(aggregate, out / "removal.png", title=title, below_random=below)}
     if problems:
         paths["problems"] = save_text("\n".join(problems) + "\n", out / "removal_problems.txt")
     elif (out / "removal_problems.txt").exists():

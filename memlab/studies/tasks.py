@@ -3,18 +3,19 @@ memorization ranking machinery of :mod:`memlab.studies.removal_job`:
 
     python -m memlab experiment=sst2_typicality   # Table 1, Fig. 4
     python -m memlab experiment=sst2_stability    # Table 5
-    python -m memlab experiment=sst2_fz           # Feldman-Zhang reference estimator
+    python -m memlab experiment=sst2_fz           # Feldman-Zhang reference estimator (fz_task.py)
+    python -m memlab experiment=sst2_validate     # every score against FZ (validate_task.py)
+    python -m memlab experiment=sst2_label_noise  # label-error benchmark beside cleanlab (label_noise_task.py)
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..utils.io import atomic_write_csv, atomic_write_text, update_json
+from ..utils.io import atomic_write_csv, update_json
 from .removal_job import load_or_compute_ranking
 
 log = logging.getLogger("memlab")
@@ -90,79 +91,23 @@ def stability(cfg: DictConfig) -> dict:
                                               "stability/spearman_mean": float(off.mean())})
 
 
-# -- Feldman-Zhang reference estimator ----------------------------------------------------------------
+# -- Feldman-Zhang reference, validation and the label-error benchmark: their own modules ----------
 def fz(cfg: DictConfig) -> dict:
-    """Train K models on seeded random subsets; mem(z) = P[correct | z in] - P[correct | z out]."""
+    from .fz_task import fz as run_fz
 
-    from ..train import build
-    from .feldman_zhang import fz_memorization, sample_subsets, spearman_against
-
-    out = Path(cfg.paths.output_dir)
-    model_dir = Path(cfg.paths.cache_dir) / "fz" / _fz_key(cfg)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    datamodule, _, _ = build(cfg)
-    datamodule.setup()
-    ids = datamodule.full_train.sample_indices()
-    subsets = sample_subsets(ids, cfg.fz.models, cfg.fz.fraction, cfg.fz.subset_seed)
-    correct = np.zeros_like(subsets)
-    for k in range(cfg.fz.models):
-        file = model_dir / f"model-{k:03d}.npy"
-        if file.is_file():  # resumable per model
-            correct[k] = np.load(file)
-            continue
-        log.info("Feldman-Zhang model %d/%d", k + 1, cfg.fz.models)
-        job = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        with open_dict(job):
-            job.seed = int(cfg.seed) + k
-            job.logger = {}
-        dm, model, trainer = build(job)
-        dm.set_exclude(np.asarray(ids)[~subsets[k]].tolist())
-        trainer.fit(model, datamodule=dm)
-        predictions = _predict(model, dm._loader(dm.full_train, False, dm.eval_batch_size))
-        labels = np.array([int(e["labels"]) for e in dm.full_train.examples])
-        correct[k] = predictions == labels
-        np.save(file.with_suffix(".tmp.npy"), correct[k])
-        Path(file.with_suffix(".tmp.npy")).replace(file)
-    fz_scores = fz_memorization(subsets, correct, ids)
-    atomic_write_csv(fz_scores, out / "fz_scores.csv")
-    metrics = {"fz/models": int(cfg.fz.models), "fz/fraction": float(cfg.fz.fraction)}
-    if cfg.fz.compare_self_influence:
-        scores, scores_file = load_or_compute_ranking(cfg)
-        rho = spearman_against(scores, fz_scores, top_pct=10)
-        loss_rho = spearman_against(scores.assign(mem_score=scores["loss"]), fz_scores, top_pct=10)
-        metrics.update({"fz/spearman_self_influence": rho["overall"], "fz/spearman_self_influence_top10": rho["top"],
-                        "fz/spearman_loss": loss_rho["overall"], "fz/spearman_loss_top10": loss_rho["top"],
-                        "fz/ranking": str(scores_file)})
-        by_damping = {}
-        for rel in cfg.fz.get("damping_rel") or []:  # how the agreement depends on λ / mean eigenvalue
-            sub = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-            with open_dict(sub):
-                sub.solver.damping, sub.solver.damping_rel = None, float(rel)
-            other, _ = load_or_compute_ranking(sub)
-            by_damping[str(rel)] = spearman_against(other, fz_scores, top_pct=10)
-            metrics[f"fz/spearman_self_influence_damping_rel_{rel:g}"] = by_damping[str(rel)]["overall"]
-        atomic_write_text(out / "fz_spearman.json", json.dumps(
-            {"self_influence": rho, "loss": loss_rho, "self_influence_by_damping_rel": by_damping}, indent=2))
-        log.info("Spearman(self-influence, FZ) = %.3f overall, %.3f in the top 10%%", rho["overall"], rho["top"])
-    return update_json(out / "metrics.json", metrics)
+    return run_fz(cfg)
 
 
-def _fz_key(cfg: DictConfig) -> str:
-    import hashlib
+def validate(cfg: DictConfig) -> dict:
+    from .validate_task import validate as run_validate
 
-    from .removal_job import ranking_key
-
-    extra = f"{cfg.fz.fraction}|{cfg.fz.subset_seed}|{cfg.seed}"
-    # the subset models depend on data, model and training, not on how self-influence is computed
-    return hashlib.sha1((ranking_key(cfg, keys=("data", "model", "data_seed")) + extra).encode()).hexdigest()[:12]
+    return run_validate(cfg)
 
 
-def _predict(model, loader) -> np.ndarray:
-    import torch
+def label_noise(cfg: DictConfig) -> dict:
+    from .label_noise_task import label_noise as run_label_noise
 
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(b).argmax(-1) for b in loader]).numpy()
+    return run_label_noise(cfg)
 
 
-TASKS = {"typicality": typicality, "stability": stability, "fz": fz}
+TASKS = {"typicality": typicality, "stability": stability, "fz": fz, "validate": validate, "label_noise": label_noise}

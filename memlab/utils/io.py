@@ -1,13 +1,27 @@
-"""Atomic writes: a file appears whole or not at all (a killed job leaves no partial output)."""
+"""Atomic writes: a file appears whole or not at all (a killed job leaves no partial output), with
+the permissions the user's umask gives any new file; and reading a cache entry that may be bad."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+log = logging.getLogger("memlab")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; a finished output gets what open() would have given it
+FILE_MODE = 0o666 & ~_current_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -19,6 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -57,3 +72,21 @@ def update_json(path: str | os.PathLike, values: dict) -> dict:
     current.update(to_jsonable(values))
     atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True))
     return current
+
+
+def warn_bad_cache_entry(path: str | os.PathLike, reason: str) -> None:
+    """The one warning a bad cache entry gets before it is recomputed (never used)."""
+    log.warning("cache entry %s is not usable (%s); recomputing it", path, reason)
+
+
+def load_torch_entry(path: str | os.PathLike, mmap: bool = False) -> dict | None:
+    """The dict saved at ``path``; None (after one warning naming the file) when it cannot be read."""
+    try:
+        payload = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except Exception as err:  # truncated, overwritten, not a torch file: recompute, do not crash later
+        warn_bad_cache_entry(path, f"unreadable: {type(err).__name__}")
+        return None
+    if not isinstance(payload, dict):
+        warn_bad_cache_entry(path, "not a memlab cache entry")
+        return None
+    return payload

@@ -33,6 +33,7 @@ from torch.func import grad, vmap
 
 from ..functional import Params, TrainingObjective, cross_entropy, flatten, logits_fn, split_batch, unflatten
 from .base import InverseHessianSolver
+from .precision import usable_low_precision
 from .sampling import eval_mode, on_device, params_device, seeded_subsample, summed
 
 LABEL_MODES = ("sampled", "expected", "gold")
@@ -126,11 +127,20 @@ class EKFACSolver(InverseHessianSolver):
     # -- per-example factors --------------------------------------------------------------------
     def _fit_autocast(self, dtype: torch.dtype) -> torch.dtype | None:
         """The autocast dtype of the fit passes: ``fit_dtype`` for a float32 model, else None."""
-        return torch.bfloat16 if self.fit_dtype == "bfloat16" and dtype == torch.float32 else None
+        requested = torch.bfloat16 if self.fit_dtype == "bfloat16" and dtype == torch.float32 else None
+        return usable_low_precision(requested, self._device())
 
     def _score_autocast(self, dtype: torch.dtype) -> torch.dtype | None:
         """The autocast dtype of the scoring pass: ``score_dtype`` for a float32 model, else None."""
-        return torch.bfloat16 if self.score_dtype == "bfloat16" and dtype == torch.float32 else None
+        requested = torch.bfloat16 if self.score_dtype == "bfloat16" and dtype == torch.float32 else None
+        return usable_low_precision(requested, self._device())
+
+    def _rotation(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype of the per-example rotations and the solve: ``rotation_dtype`` where it is fast."""
+        return usable_low_precision(ROTATION_DTYPES[self.rotation_dtype], self._device()) or dtype
+
+    def _device(self) -> torch.device:
+        return params_device(self.params) if getattr(self, "params", None) else torch.device("cpu")
 
     def _draws(self, batch: Mapping[str, Tensor], labels: str, generator: torch.Generator | None,
                normalize: bool = False, autocast: torch.dtype | None = None,
@@ -348,7 +358,7 @@ class EKFACSolver(InverseHessianSolver):
         """(g Q_G [B, T, out], a Q_A [B, T, in(+1)]) of block ``i`` in the rotation dtype: the token
         factors of the per-example gradient in the eigenbasis, Q_Gᵀ DW Q_A = (g Q_G)ᵀ (a Q_A)."""
         a, g = factors
-        dtype = ROTATION_DTYPES[self.rotation_dtype] or a.dtype
+        dtype = self._rotation(a.dtype)
         q_g, q_a = self._bases(dtype)[i]
         return g.to(dtype) @ q_g, a.to(dtype) @ q_a
 
@@ -438,7 +448,7 @@ class EKFACSolver(InverseHessianSolver):
         self._check_fitted()
         parts = unflatten(vectors, self.params)
         out: dict[str, Tensor] = {}
-        dtype = ROTATION_DTYPES[self.rotation_dtype] or vectors.dtype  # bf16: ~2.5x faster on CPU (see __init__)
+        dtype = self._rotation(vectors.dtype)  # bf16 where fast: ~2.5x on bf16 hardware (see __init__)
         for block, (q_g, q_a) in zip(self.blocks, self._bases(dtype)):
             rotated = (q_g.T @ block.matrix(parts).to(dtype) @ q_a).to(vectors.dtype)
             rotated = (rotated / self._denominator(self.block_eigenvalues(block))).to(dtype)
