@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from memlab.studies.removal import (SUMMARY_COLUMNS, aggregate_removal, collect_sweep,
-                                    min_removed_score, select_removed, write_removal_summary)
+                                    min_removed_score, select_removed)
+from memlab.studies.report_removal import write_removal_summary
 
 SCORES = pd.DataFrame({"sample_index": [100 + i for i in range(10)],
                        "mem_score": [5.0, 3.0, 5.0, 1.0, 0.0, 0.0, 2.0, 4.0, 9.0, 0.0]})

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from memlab.studies import new_figure, save_csv, save_figure, save_text
+from memlab.studies import new_figure, save_figure
 
 STRATEGIES = ("top", "bottom", "random")
 RANKING_SCORES = ("mem_score", "loo_score", "loss")  # the scores.csv columns a removal may rank by
@@ -311,30 +311,3 @@ def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | 
     ax_score.set_ylabel(f"lowest removed\n{scores}")
     ax_score.set_xlabel("X% of training instances removed")
     return save_figure(fig, path)
-
-
-def write_removal_summary(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None = None,
-                          out_dir: str | os.PathLike | None = None, title: str | None = None
-                          ) -> dict[str, Path]:
-    """Collect a sweep and write, into ``out_dir`` (default ``sweep_dir``): ``removal_summary.csv``
-    (one row per job), ``removal_aggregate.csv`` (mean ± std per strategy and X%),
-    ``removal_stats.csv`` (paired differences to random with 95% intervals), ``removal_report.md``
-    (the findings in words, with the sweep's power), ``removal.png`` (Fig. 1) and, when any,
-    ``removal_problems.txt``. Returns the paths by kind (``summary``, ``aggregate``, ``stats``,
-    ``report``, ``figure``, ``problems``)."""
-    from .removal_stats import compare_to_random, removal_report, removal_stats, top_below_random
-
-    summary, problems = collect_sweep(sweep_dir, scores_df)
-    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
-    aggregate = aggregate_removal(summary)
-    below = top_below_random(compare_to_random(summary))
-    paths = {"summary": save_csv(summary, out / "removal_summary.csv"),
-             "aggregate": save_csv(aggregate, out / "removal_aggregate.csv"),
-             "stats": save_csv(removal_stats(summary), out / "removal_stats.csv"),
-             "report": save_text(removal_report(summary), out / "removal_report.md"),
-             "figure": plot_removal(aggregate, out / "removal.png", title=title, below_random=below)}
-    if problems:
-        paths["problems"] = save_text("\n".join(problems) + "\n", out / "removal_problems.txt")
-    elif (out / "removal_problems.txt").exists():
-        os.unlink(out / "removal_problems.txt")  # a stale list from an earlier collection
-    return paths
