@@ -183,3 +183,12 @@ def test_figure_marks_where_top_is_below_random(tmp_path, monkeypatch):
     removal.plot_removal(aggregate, tmp_path / "f.png", below_random=top_below_random(compare_to_random(planted())))
     stars = [c for c in figures[0].axes[0].collections if "below random" in str(c.get_label())]
     assert len(stars) == 1 and stars[0].get_offsets()[:, 0].tolist() == [30.0]
+
+
+def test_report_counts_draws_per_seed_not_across_seeds():
+    # removal.draw_seed=${seed}: each training seed has its own single draw -> "1 draw(s) per seed"
+    own_draw = planted()
+    own_draw.loc[own_draw["strategy"] == "random", "draw_seed"] = own_draw["seed"]
+    assert "random-removed: 1 draw(s) per seed" in removal_report(own_draw)
+    three = summary_of({("top", 30): [0.8, 0.81]}, draws={("random", 30): {0: [0.8, 0.8], 1: [0.8, 0.8], 2: [0.8, 0.8]}})
+    assert "random-removed: 3 draw(s) per seed" in removal_report(three)

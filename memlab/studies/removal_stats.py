@@ -144,7 +144,9 @@ def removal_report(summary: pd.DataFrame, alpha: float = ALPHA, power: float = P
     summary = with_defaults(summary)
     comparison = compare_to_random(summary, alpha, power)
     scores = ", ".join(f"`{s}`" for s in sorted(set(summary["score"]))) or "n/a"
-    draws = summary.loc[(summary["strategy"] == "random") & (summary["removal_pct"] > 0), "draw_seed"].nunique()
+    random_jobs = summary[(summary["strategy"] == "random") & (summary["removal_pct"] > 0)]
+    # draws per training seed (a sweep may also give each seed its own draw: removal.draw_seed=${seed})
+    draws = int(random_jobs.groupby(["removal_pct", "seed"])["draw_seed"].nunique().max()) if len(random_jobs) else 0
     lines = ["# Removal study: statistics", "",
              f"Ranked by {scores}; {summary['seed'].nunique()} training seeds; random-removed: {draws} draw(s) "
              "per seed, averaged per seed before pairing.",
