@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,3 +63,15 @@ def bf16_kernels(monkeypatch):
     from memlab.influence.solver import precision
 
     monkeypatch.setattr(precision, "bf16_matmul_is_fast", lambda device_type="cpu": True)
+
+
+class TinyNet(nn.Module):
+    """A 5 -> 6 -> 3 MLP with a fixed initialisation: the scoring and cache tests' model."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+
+    def forward(self, x):
+        return self.body(x)

@@ -12,9 +12,9 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 import memlab.scoring as scoring
+from conftest import TinyNet
 from memlab.errors import ConfigError
 from memlab.influence.functional import TrainingObjective, trainable_params
 
@@ -76,16 +76,6 @@ def test_bad_prefix_entry_is_recomputed_with_one_warning(tmp_path, caplog):
 
 
 # -- scoring chunks --------------------------------------------------------------------------------------
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
-
-    def forward(self, x):
-        return self.body(x)
-
-
 def batches(n=40, bs=4, data_seed=1):
     g = torch.Generator().manual_seed(data_seed)
     x, y = torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)

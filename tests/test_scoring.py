@@ -5,20 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 import memlab.scoring as scoring
+from conftest import TinyNet
 from memlab.influence.functional import TrainingObjective, trainable_params
-
-
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
-
-    def forward(self, x):
-        return self.body(x)
 
 
 def batches(n=40, bs=4):
