@@ -80,10 +80,7 @@ def foreign_chunk_dir_error(chunk_dir: Path) -> ConfigError | None:
 
 
 def _prepare_chunk_dir(out_dir: Path, fingerprint: str, rank: int, layout: dict | None = None) -> Path:
-    chunk_dir = out_dir / "chunks"
-    error = foreign_chunk_dir_error(chunk_dir)
-    if error is not None:
-        raise error
+    chunk_dir = out_dir / "chunks"  # score_training_set has refused a foreign one on every rank
     manifest = read_manifest(chunk_dir) if chunk_dir.is_dir() else None
     if rank == 0 and manifest is not None and manifest.get("fingerprint") != fingerprint:
         # other model, solver or chunk layout: remove memlab's old chunks, and nothing else
