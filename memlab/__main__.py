@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from memlab.errors import find_memlab_error, one_line
 
