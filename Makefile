@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 export WANDB_MODE ?= disabled
 
-.PHONY: install test test-slow smoke bench bench-scores bench-prefix bench-parallel clean
+.PHONY: install test test-slow smoke bench bench-scores bench-prefix bench-parallel bench-scale clean
 
 install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
 	python3 -m venv .venv
@@ -27,6 +27,9 @@ bench-prefix:  ## epoch time with and without the frozen-prefix cache
 
 bench-parallel:  ## sweeps: one job with 2 threads vs 2 jobs with 1 thread each (training throughput)
 	$(PY) benchmarks/bench_parallel_jobs.py
+
+bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903 SST-2 phrases (hours; not part of make test)
+	$(PY) benchmarks/bench_scale.py
 
 bench: bench-prefix bench-scores bench-parallel
 

@@ -53,12 +53,13 @@ from torch.utils.data import DataLoader
 from memlab.callbacks.prefix_cache import apply_prefix_cache
 from memlab.data.base import ListDataset
 from memlab.data.text import TextDataModule
-from memlab.influence.functional import (TrainingObjective, flatten, gold_probability, hvp_many, logits_fn,
-                                         num_params, per_example_grads, split_batch, trainable_params, unflatten)
-from memlab.influence.presets import MEMLAB_PRESET, STUDY_PRESET, fit_solver
+from memlab.influence.functional import (TrainingObjective, flatten, gold_probability, logits_fn, num_params,
+                                         per_example_grads, split_batch, trainable_params, unflatten)
+from memlab.influence.presets import MEMLAB_PRESET, STUDY_PRESET
 from memlab.influence.self_influence import memorization_scores, with_own_term
 from memlab.influence.solver import (ArnoldiSolver, ConjugateGradientSolver, EKFACSolver, IdentitySolver,
-                                     LissaSolver)
+                                     LissaSolver, fit_solver)
+from memlab.influence.spectrum import hessian_matvec
 from memlab.model.text_network import build_text_classifier
 
 SUFFIX_KEYS = ("hidden", "attention_mask", "labels", "sample_index")
@@ -287,15 +288,6 @@ def ggn_matvec(module, params, batches, vectors: torch.Tensor) -> torch.Tensor:
         lam_jv = prob * jv - prob * (prob * jv).sum(-1, keepdim=True)
         total += vmap(lambda c: flatten(pull(c)[0]))(lam_jv)
         count += len(labels)
-    return total / count
-
-
-def hessian_matvec(module, params, batches, vectors: torch.Tensor, objective) -> torch.Tensor:
-    total, count = torch.zeros_like(vectors), 0
-    for batch in batches:
-        n = len(batch["labels"])
-        total += hvp_many(module, params, batch, vectors, objective) * n
-        count += n
     return total / count
 
 
@@ -629,7 +621,7 @@ def main():
                 rel_w = float(((ref.matvec(x) + lam * x - gc.double()).norm(dim=1) / gc.double().norm(dim=1)).max())
                 # (iv) how far that solve is from solving with the true Hessian of the same examples
                 x32 = x.float()
-                r_h = hessian_matvec(suffix, params, sample_batches, x32, objective) + lam * x32 - gc
+                r_h = hessian_matvec(suffix, params, sample_batches, objective)(x32) + lam * x32 - gc
                 rel_h = float((r_h.norm(dim=1) / gc.norm(dim=1)).max())
                 check_notes.append(f"{label}: ‖(G+λI)x−g‖/‖g‖ ≤ {rel_w:.1e} (float64); with the true Hessian "
                                    f"of the same {m} examples ‖(H+λI)x−g‖/‖g‖ ≤ {rel_h:.1e}")

@@ -1,8 +1,13 @@
 """Callback that swaps a text data module's splits for cached frozen-prefix outputs before training,
 so every epoch (and later scoring) runs only the trainable suffix.
 
+The outputs live on disk (``cache_dir/prefix/<key>-<split>.pt``, or a temporary file without a
+cache folder), streamed while they are computed and read per batch: memory does not grow with the
+number of examples (:mod:`memlab.model.prefix_cache`). ``dtype`` is their storage dtype (float32,
+float16 or bfloat16; batches are float32 whatever it is): float16 halves the disk and page cache.
+
 ``enabled=false`` trains the whole network instead (the prefix still frozen, in eval mode as when its
-outputs are cached), and gives the splits their prefix outputs in memory only after training, for
+outputs are cached), and gives the splits their prefix outputs (a temporary store) only after training, for
 the scoring and attribution callbacks, which differentiate the suffix: scores are the same either way.
 """
 from __future__ import annotations
@@ -12,6 +17,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from ..data.disk_store import storage_dtype
+from ..errors import ConfigError
 from ..model.prefix_cache import prefix_key, with_prefix_outputs
 from ..utils.fingerprint import module_fingerprint
 
@@ -19,6 +26,10 @@ from ..utils.fingerprint import module_fingerprint
 class FrozenPrefixCache(L.Callback):
     def __init__(self, enabled: bool = True, cache_dir: str | None = None, dtype: str = "float32",
                  batch_size: int = 64):
+        try:
+            storage_dtype(dtype)
+        except ValueError as err:
+            raise ConfigError(f"callbacks.prefix_cache.dtype: {err}") from None
         self.enabled, self.cache_dir, self.dtype, self.batch_size = enabled, cache_dir, dtype, batch_size
 
     @staticmethod
@@ -33,7 +44,7 @@ class FrozenPrefixCache(L.Callback):
         dm, net = self._prefixed(trainer, pl_module)
         if self.enabled and dm is not None:
             apply_prefix_cache(dm, net, pl_module.hparams.get("pretrained") or "model", self.cache_dir,
-                               getattr(torch, self.dtype), self.batch_size)
+                               storage_dtype(self.dtype), self.batch_size)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm, net = self._prefixed(trainer, pl_module)
@@ -43,16 +54,18 @@ class FrozenPrefixCache(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm, net = self._prefixed(trainer, pl_module)
         if not self.enabled and dm is not None:  # before on_fit_end, where scoring runs on the suffix
-            apply_prefix_cache(dm, net, "model", None, getattr(torch, self.dtype), self.batch_size)
+            apply_prefix_cache(dm, net, "model", None, storage_dtype(self.dtype), self.batch_size)
 
 
 def apply_prefix_cache(dm, net, model_name: str, cache_dir: str | None, dtype=torch.float32, batch_size: int = 64):
-    """Give every split of ``dm`` the prefix outputs of ``net`` (idempotent; disk-cached if ``cache_dir``).
+    """Give every split of ``dm`` the prefix outputs of ``net`` (idempotent; kept in ``cache_dir`` when
+    given, else in temporary files). ``dtype``: the storage dtype (a torch dtype or its name).
 
     ``model_name`` only labels progress bars: the cache key holds a hash of the prefix's weights."""
     dm.setup()
     if getattr(dm, "prefix_cached", False):
         return
+    dtype = storage_dtype(dtype)
     key = prefix_key(module_fingerprint(net.prefix), net.freeze_layers, dm.fingerprint(), str(dtype))
 
     def transform(split, ds):

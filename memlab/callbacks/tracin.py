@@ -30,7 +30,7 @@ from ..utils.io import atomic_write_csv, atomic_write_text
 log = logging.getLogger("memlab")
 
 
-class TracInSelfInfluence(L.Callback):
+class TracInCallback(L.Callback):
     def __init__(self, output_dir: str | None = None, batch_size: int = 64, enabled: bool = True):
         self.output_dir = Path(output_dir) if output_dir else None
         self.batch_size, self.enabled = batch_size, enabled

@@ -1,4 +1,6 @@
-"""Data modules: text (SST-2, SNLI, Yahoo! Answers) and image features (CIFAR-10 and stand-ins)."""
+"""Data modules: text (SST-2 sentences or GLUE-style phrases, SNLI, Yahoo! Answers) and image features
+(CIFAR-10 and stand-ins); :mod:`.disk_store` keeps large cached tensors (prefix hidden states, backbone
+features) on disk, streamed in and read per batch."""
 from ..errors import DataError
 
 

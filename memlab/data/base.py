@@ -97,7 +97,7 @@ class MemlabDataModule(L.LightningDataModule):
     def with_label_noise(self, train: ListDataset) -> ListDataset:
         """``train`` with exactly round(label_noise x N) labels flipped to another class (seeded by
         ``label_noise_seed``; which ones: ``self.label_flips``)."""
-        from ..studies.label_noise import choose_label_flips
+        from .label_flips import choose_label_flips
 
         labels = [int(e["labels"]) for e in train.examples]
         try:
@@ -122,7 +122,9 @@ class MemlabDataModule(L.LightningDataModule):
         self.splits = {name: fn(name, ds) if name != "train" else self.full_train.without(self.exclude)
                        for name, ds in self.splits.items()}
 
-    def _loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def loader(self, ds: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+        """A loader of ``ds`` (any examples of this module) with its collate and workers; shuffled
+        with the training seed when ``shuffle``."""
         g = torch.Generator().manual_seed(self.shuffle_seed)
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
                           num_workers=self.num_workers, generator=g if shuffle else None,
@@ -138,17 +140,17 @@ class MemlabDataModule(L.LightningDataModule):
             batches = LengthGroupedBatches([self.example_length(e) for e in ds.examples], self.batch_size, g)
             return DataLoader(ds, batch_sampler=batches, collate_fn=self.collate, num_workers=self.num_workers,
                               persistent_workers=self.num_workers > 0)
-        return self._loader(ds, True, self.batch_size)
+        return self.loader(ds, True, self.batch_size)
 
     def example_length(self, example: dict) -> int:
         """Cost proxy used to group batches (text: number of tokens)."""
         return 1
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["val"], False, self.eval_batch_size)
+        return self.loader(self.splits["val"], False, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["test"], False, self.eval_batch_size)
+        return self.loader(self.splits["test"], False, self.eval_batch_size)
 
     def score_dataloader(self, batch_size: int | None = None) -> DataLoader:
         """The (reduced) train split in a fixed order: what memorization scores are computed on.
@@ -156,4 +158,4 @@ class MemlabDataModule(L.LightningDataModule):
         ds = self.splits["train"]
         if self.group_by_length:
             ds = ListDataset(sorted(ds.examples, key=lambda e: (self.example_length(e), int(e["sample_index"]))))
-        return self._loader(ds, False, batch_size or self.batch_size)
+        return self.loader(ds, False, batch_size or self.batch_size)

@@ -4,9 +4,12 @@ A file holds ``features [N, D, 7, 7]`` (stored dtype, float16 by default), ``lab
 ``sample_index [N]``, its row count ``rows`` and the ``key`` fields it was made from. Its name carries
 a hash of those fields (data set and a fingerprint of its files, split sizes, seed, backbone, weights,
 ...), so changing any of them makes a new file rather than reusing a stale one. On read the key and
-the row counts are checked: a bad or unreadable file is recomputed with one warning naming it. Files
-are written to a temporary name and renamed (atomic on POSIX), and read memory-mapped, so a large
-cache costs page cache rather than resident memory.
+the row counts are checked: a bad or unreadable file is recomputed with one warning naming it.
+
+Never all in memory (:mod:`memlab.data.disk_store`): the features are written chunk by chunk as the
+backbone computes them, into a partial file renamed whole at the end (atomic on POSIX), read
+memory-mapped, and each batch reads its rows with ``pread``. Without a cache folder the file is a
+temporary one, deleted once open. The files are ordinary ``torch.save`` files.
 """
 from __future__ import annotations
 
@@ -14,16 +17,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from ..utils.io import FILE_MODE, load_torch_entry, warn_bad_cache_entry
+from ..utils.io import warn_bad_cache_entry
+from .disk_store import STORE_DTYPES, Store, StoreWriter, open_store, temporary_store_path
 
-FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+FEATURE_DTYPES = STORE_DTYPES
 
 
 def cache_key(fields: dict[str, Any]) -> str:
@@ -35,27 +38,6 @@ def cache_key(fields: dict[str, Any]) -> str:
 def cache_file(cache_dir: str | os.PathLike, dataset: str, split: str, backbone: str, key: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")[:40]
     return Path(cache_dir).expanduser() / f"{slug}_{split}_{backbone}_{key}.pt"
-
-
-def save_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_cached(path: Path) -> dict[str, Any]:
-    """The payload of a cache file, tensors memory-mapped (read on first touch)."""
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
 
 
 def entry_problem(payload: dict[str, Any], fields: dict[str, Any], rows: int | None = None) -> str | None:
@@ -74,19 +56,54 @@ def entry_problem(payload: dict[str, Any], fields: dict[str, Any], rows: int | N
     return None
 
 
-def cached_features(path: Path, fields: dict[str, Any], compute: Callable[[], tuple[Tensor, Tensor, Tensor]],
-                    rows: int | None = None) -> tuple[dict[str, Any], bool]:
-    """Load ``path`` when present, made from ``fields`` and whole; else ``compute()`` -> (features,
-    labels, sample_index), save, and return that. Second value: whether it was a cache hit."""
-    if path.exists():
-        payload = load_torch_entry(path, mmap=True)
-        problem = None if payload is None else entry_problem(payload, fields, rows)
-        if payload is not None and problem is None:
-            return payload, True
+def write_features(path: Path, fields: dict[str, Any], labels: Tensor, sample_index: Tensor,
+                   dtype: torch.dtype, chunks: Iterator[Tensor]) -> Path:
+    """Stream ``chunks`` (consecutive row blocks of the features) into a store at ``path``, stored
+    in ``dtype``; the file is laid out when the first chunk gives the feature shape."""
+    n = len(sample_index)
+    writer, row = None, 0
+    try:
+        for chunk in chunks:
+            if writer is None:
+                layout = {"features": ((n, *chunk.shape[1:]), dtype), "labels": ((n,), torch.long),
+                          "sample_index": ((n,), torch.long)}
+                writer = StoreWriter(path, {"key": fields, "rows": n}, layout)
+            writer.write("features", row, chunk.to(dtype))
+            row += len(chunk)
+        if writer is None:
+            raise ValueError("no features to store")
+        writer.write("labels", 0, labels.to(torch.long))
+        writer.write("sample_index", 0, sample_index.to(torch.long))
+        return writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+
+
+def cached_features(path: Path | None, fields: dict[str, Any],
+                    produce: Callable[[], tuple[Tensor, Tensor, Iterator[Tensor]]],
+                    rows: int | None = None) -> tuple[Store, bool]:
+    """The store at ``path`` when present, made from ``fields`` and whole; else what ``produce()``
+    gives, (labels, sample_index, an iterator of feature row blocks), streamed into it (``path`` None:
+    a temporary file), features in ``fields["dtype"]``. Second value: whether it was a cache hit."""
+    if path is not None and path.exists():
+        store = open_store(path)
+        problem = None if store is None else entry_problem(store.payload, fields, rows)
+        if store is not None and problem is None:
+            return store, True
         if problem is not None:
+            store.file.close()
             warn_bad_cache_entry(path, problem)
-    features, labels, sample_index = compute()
-    payload = {"features": features.contiguous(), "labels": labels.to(torch.long),
-               "sample_index": sample_index.to(torch.long), "key": fields, "rows": len(sample_index)}
-    save_atomic(path, payload)
-    return payload, False
+    temporary = path is None
+    target = temporary_store_path("features") if temporary else path
+    try:
+        labels, sample_index, chunks = produce()
+        write_features(target, fields, labels, sample_index, FEATURE_DTYPES[fields["dtype"]], chunks)
+        store = open_store(target, unlink=temporary)
+    finally:
+        if temporary:
+            target.unlink(missing_ok=True)
+    if store is None:
+        raise RuntimeError(f"the feature store just written to {target} cannot be read back")
+    return store, False

@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 import os
 from functools import cached_property
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from memlab.data.base import DataError, ListDataset, MemlabDataModule
+from memlab.data.disk_store import Store, materialize
 from memlab.data.feature_cache import FEATURE_DTYPES, cache_file, cache_key, cached_features
 from memlab.data.image_sources import ImageSource, open_source
-from memlab.model.backbones import build_backbone, extract_features, weights_tag
+from memlab.model.backbones import build_backbone, weights_tag
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -32,13 +34,28 @@ RANDOM_DEFAULT_CHANNELS = 16
 CACHE_FORMAT = 1  # bump when the meaning of cached files changes
 
 
+def feature_chunks(backbone, images: np.ndarray, rows: np.ndarray, batch_size: int, device: str,
+                   dtype: torch.dtype, desc: str) -> Iterator[torch.Tensor]:
+    """The backbone's features of ``images[rows]``, one batch at a time (``[B, D, 7, 7]`` in ``dtype``,
+    on CPU): the feature store is written as they come, never all in memory."""
+    backbone = backbone.to(device)
+    with tqdm(total=len(rows), desc=desc, unit="img", mininterval=1.0) as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = torch.from_numpy(np.array(images[rows[start:start + batch_size]]))  # a writable copy
+            with torch.no_grad():
+                feats = backbone(chunk.to(device)).to("cpu", dtype)
+            bar.update(len(feats))
+            yield feats
+
+
 class FeatureDataset(ListDataset):
     """Examples whose features are stored compactly (float16 by default); items come out float32."""
 
     def __getitem__(self, i: int) -> dict:
         example = self.examples[i]
-        if example["features"].dtype != torch.float32:
-            example = {**example, "features": example["features"].float()}
+        features = materialize(example["features"])  # read from the store now, not through its mapping
+        if features is not example["features"] or features.dtype != torch.float32:
+            example = {**example, "features": features.float()}
         return example
 
     def without(self, exclude: Iterable[int]) -> "FeatureDataset":
@@ -61,8 +78,9 @@ class ImageFeatureDataModule(MemlabDataModule):
         train_size, val_size, test_size: seeded subsample sizes; ``None`` takes everything left
             (``val_size=None`` carves a tenth of the train split when the source has no val split).
         exclude: train ``sample_index`` values left out (the removal studies).
-        cache_dir: where feature files go; ``None`` recomputes features at every setup.
-        feature_dtype: dtype on disk and in memory (``float16`` halves both); batches are float32.
+        cache_dir: where feature files go; ``None`` recomputes features at every setup (into a
+            temporary file: features are never all in memory, see :mod:`memlab.data.feature_cache`).
+        feature_dtype: dtype on disk (``float16`` halves it and the page cache); batches are float32.
         seed: the data seed (subsamples; also the random backbone's init); ``shuffle_seed`` the
             training seed (loader order), see :class:`MemlabDataModule`.
         image_size: resize ImageFolder pictures to this square size (needed when sizes differ).
@@ -171,7 +189,8 @@ class ImageFeatureDataModule(MemlabDataModule):
         selection: dict[str, tuple[str, np.ndarray]] | None = None
         backbone = None
 
-        def compute(split: str):
+        def produce(split: str):
+            """(labels, sample_index, the features in row blocks, computed as they are consumed)."""
             nonlocal selection, backbone
             if selection is None:
                 selection = self._select()
@@ -179,35 +198,35 @@ class ImageFeatureDataModule(MemlabDataModule):
                 backbone = build_backbone(self.backbone_name, seed=self.seed, channels=self.feature_channels)
             source_split, rows = selection[split]
             data = self.source.load(source_split)
-            features = extract_features(backbone, data.images[rows], batch_size=self.extract_batch_size,
-                                        device=self.device, dtype=FEATURE_DTYPES[self.feature_dtype],
-                                        desc=f"{self.backbone_name} features: {split}")
-            return features, torch.from_numpy(data.labels[rows]), torch.from_numpy(rows)
+            chunks = feature_chunks(backbone, data.images, rows, self.extract_batch_size, self.device,
+                                    FEATURE_DTYPES[self.feature_dtype], f"{self.backbone_name} features: {split}")
+            return torch.from_numpy(data.labels[rows]), torch.from_numpy(rows), chunks
 
         splits = {}
         for split in SPLITS:
             fields = self._cache_fields(split)
-            if self.cache_dir is None:
-                features, labels, rows = compute(split)
-                payload, hit = {"features": features, "labels": labels, "sample_index": rows}, False
-            else:
+            path = None
+            if self.cache_dir is not None:
                 path = cache_file(self.cache_dir, self.source.name, split, self.backbone_name, cache_key(fields))
-                payload, hit = cached_features(path, fields, lambda: compute(split), rows=self.sizes[split])
+            store, hit = cached_features(path, fields, lambda: produce(split), rows=self.sizes[split])
+            if path is not None:
                 log.info("%s features for %s: %s %s", split, self.source.name, "loaded" if hit else "saved", path)
             self.cache_hits[split] = hit
-            splits[split] = self._examples(payload)
+            splits[split] = self._examples(store)
         return splits
 
     @staticmethod
-    def _examples(payload: dict[str, Any]) -> FeatureDataset:
-        features, labels = payload["features"], payload["labels"].long()
-        rows = payload["sample_index"].tolist()
+    def _examples(store: Store) -> FeatureDataset:
+        """Examples whose features are views of the store (read per batch by :func:`materialize`)."""
+        labels = store.payload["labels"].long().clone()  # small: in memory, not mapped
+        rows = store.payload["sample_index"].tolist()
+        features = store.row_views("features", range(len(rows)))
         return FeatureDataset([{"features": features[i], "labels": labels[i], "sample_index": int(rows[i])}
                                for i in range(len(rows))])
 
     # -- batches and display ------------------------------------------------------------------------
     def collate(self, examples: list[dict]) -> dict[str, Any]:
-        return {"features": torch.stack([e["features"] for e in examples]).float(),
+        return {"features": torch.stack([materialize(e["features"]) for e in examples]).float(),
                 "labels": torch.stack([torch.as_tensor(e["labels"]) for e in examples]).long(),
                 "sample_index": torch.tensor([int(e["sample_index"]) for e in examples], dtype=torch.long)}
 

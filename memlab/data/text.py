@@ -1,7 +1,11 @@
-"""Text classification data modules (SST-2, SNLI entailment-vs-not, Yahoo! Answers, generated toys).
+"""Text classification data modules (SST-2 sentences or phrases, SNLI entailment-vs-not, Yahoo! Answers,
+generated toys).
 
 ``source``: ``hub`` (real loading code, needs the network), ``local`` (``data.dir`` in the study's CSV
-layout) or ``generated``. Examples are tokenised once; each carries its stable ``sample_index``.
+layout; ``name=sst2_phrases`` also reads ``<dir>/trees/train.txt``) or ``generated``. Examples are
+tokenised once; each carries its stable ``sample_index``. ``limit_train=N`` keeps a seeded sample of
+N training examples (the data seed; scale benchmarks). Cached prefix outputs (``hidden``) are views of
+an on-disk store, read per batch by :meth:`TextDataModule.collate`.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .base import DataError, ListDataset, MemlabDataModule
-from .text_sources import generate, read_hub, read_local
+from .disk_store import materialize
+from .text_sources import PHRASE_DATASETS, generate, limit_rows, read_hub, read_local, read_local_phrases
 
 
 class TextDataModule(MemlabDataModule):
@@ -20,8 +25,10 @@ class TextDataModule(MemlabDataModule):
                  dir: str | None = None, pair: bool = False, class_names: list[str] | None = None,
                  max_length: int = 128, val_size: float | int = 0.1, test_size: float | int = 0.1,
                  hub_id: str | None = None, train_size: int | None = None, generated_task: str = "sentiment",
-                 generated_sizes: tuple[int, int, int] = (96, 32, 32), split_from_train: bool = False, **kwargs):
+                 generated_sizes: tuple[int, int, int] = (96, 32, 32), split_from_train: bool = False,
+                 limit_train: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.limit_train = None if limit_train is None else int(limit_train)
         self.split_from_train = split_from_train  # local files: carve a missing dev/test out of train
         self.name, self.source, self.dir, self.pair = name, source, dir, pair
         self.num_classes = num_classes
@@ -45,6 +52,8 @@ class TextDataModule(MemlabDataModule):
         if self.source == "local":
             if not self.dir:
                 raise DataError("data.source=local needs data.dir=DIR (a folder with train.csv)")
+            if self.name in PHRASE_DATASETS:
+                return read_local_phrases(self.dir, self.seed)
             return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size,
                               self.split_from_train)
         if self.source == "hub":
@@ -57,6 +66,7 @@ class TextDataModule(MemlabDataModule):
 
     def build_splits(self) -> dict[str, ListDataset]:
         self.frames = self.read_frames()
+        self.frames["train"] = limit_rows(self.frames["train"], self.limit_train, self.seed)
         return {split: ListDataset(self.tokenize(df)) for split, df in self.frames.items()}
 
     def tokenize(self, df) -> list[dict]:
@@ -83,7 +93,8 @@ class TextDataModule(MemlabDataModule):
         if "token_type_ids" in examples[0]:
             batch["token_type_ids"] = pad_sequence([e["token_type_ids"] for e in examples], batch_first=True)
         if "hidden" in examples[0]:
-            batch["hidden"] = pad_sequence([e["hidden"].float() for e in examples], batch_first=True)
+            # views of the on-disk prefix store: read now, per example (materialize), not through the mapping
+            batch["hidden"] = pad_sequence([materialize(e["hidden"]).float() for e in examples], batch_first=True)
         return batch
 
     def example_length(self, example: dict) -> int:

@@ -1,11 +1,16 @@
 """Where text corpora come from: the HF hub (the real loading code), a local folder in the CSV layout
 of the study's data (``label,sentence[,sentence2],sample_index``), or a small generated corpus for
 tests. Every reader returns ``{"train","val","test"} -> DataFrame(text, [text_pair,] label, sample_index)``.
+
+``sst2_phrases`` is SST-2 as GLUE has it: every labelled phrase of the training trees for training,
+the sentences for dev and test (:func:`sst_phrases`, :func:`read_local_phrases`).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -15,7 +20,10 @@ from ..errors import DataError
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "premise")
 PAIR_COLUMNS = ("sentence2", "hypothesis", "text_pair")
 SPLIT_FILES = {"train": ("train.csv",), "val": ("dev.csv", "val.csv", "validation.csv"), "test": ("test.csv",)}
-HUB_IDS = {"sst2": "SetFit/sst2", "snli": "stanfordnlp/snli", "yahoo": "community-datasets/yahoo_answers_topics"}
+HUB_IDS = {"sst2": "SetFit/sst2", "snli": "stanfordnlp/snli", "yahoo": "community-datasets/yahoo_answers_topics",
+           "sst2_phrases": "nyu-mll/glue"}
+PHRASE_DATASETS = ("sst2_phrases",)
+log = logging.getLogger("memlab")
 
 
 def _standardize(df: pd.DataFrame, path: Path, num_classes: int, pair: bool) -> pd.DataFrame:
@@ -127,7 +135,8 @@ def _balanced(df: pd.DataFrame, n_per_class: int | None, seed: int) -> pd.DataFr
 
 def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | None = None,
              eval_size: int | None = None) -> dict[str, pd.DataFrame]:
-    """sst2 (sentence level, 6920/872/1821), snli (entailment vs not, balanced 10k train sample and
+    """sst2 (sentence level, 6920/872/1821), sst2_phrases (GLUE's 67,349 train phrases, the sst2
+    sentences for dev/test), snli (entailment vs not, balanced 10k train sample and
     the balanced dev/test of the study: 6658/6736), yahoo (seeded 1000 per class for each split)."""
     try:
         from datasets import load_dataset
@@ -136,6 +145,14 @@ def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | 
             ds = load_dataset(hub_id or HUB_IDS["sst2"])
             frames = {s: ds[h].to_pandas().rename(columns={"text": "text"})[["text", "label"]]
                       for s, h in (("train", "train"), ("val", "validation"), ("test", "test"))}
+        elif name == "sst2_phrases":  # GLUE's SST-2 train split: 67,349 phrases; dev/test: the sentences
+            glue = load_dataset(hub_id or HUB_IDS["sst2_phrases"], "sst2", split="train").to_pandas()
+            train = pd.DataFrame({"text": glue["sentence"].astype(str).str.strip(), "label": glue["label"]})
+            train.index = glue["idx"].astype(int).to_numpy()  # GLUE's own id: the stable sample_index
+            ds = load_dataset(HUB_IDS["sst2"])
+            frames = {"train": train.drop_duplicates("text")}
+            for s, h in (("val", "validation"), ("test", "test")):
+                frames[s] = ds[h].to_pandas()[["text", "label"]]
         elif name == "snli":
             ds = load_dataset(hub_id or HUB_IDS["snli"])
             frames = {}
@@ -170,6 +187,76 @@ def read_hub(name: str, seed: int, hub_id: str | None = None, train_size: int | 
         df["sample_index"] = df.index.astype(int)  # row in the original hub split: stable
         out[s] = df.reset_index(drop=True)
     return out
+
+
+# -- SST phrases ----------------------------------------------------------------------------------
+def sst_phrases(trees: Iterable) -> tuple[pd.DataFrame, dict]:
+    """Every labelled phrase of the SST ``trees`` (parsed, :func:`memlab.data.sst_trees.parse_tree`),
+    as GLUE's phrase-level SST-2: each node, words and whole sentences included, with its fine-grained
+    label 0-1 -> 0 (negative), 3-4 -> 1 (positive), 2 (neutral) left out. The text is the phrase's
+    words in the form of the study's sentence CSVs (:func:`memlab.data.sst_trees.normalize_text`:
+    lower case, punctuation removed), so phrases, dev and test sentences look alike; phrases are
+    deduplicated by that text (the majority label of its occurrences, ties: the first one's).
+    ``sample_index`` numbers the phrases in order of first occurrence (trees in file order, nodes
+    pre-order). Returns (frame, counts: nodes, polar_nodes, phrases, label_conflicts, empty)."""
+    from .sst_trees import normalize_text, tree_sentence
+
+    first_label: dict[str, int] = {}
+    votes: dict[str, list[int]] = {}
+    nodes = polar = empty = 0
+    for tree in trees:
+        for node in tree.iter_nodes():
+            nodes += 1
+            if node.label == 2:
+                continue
+            if node.label not in (0, 1, 3, 4):
+                raise DataError(f"SST tree node label {node.label} is not one of 0-4")
+            polar += 1
+            text = normalize_text(tree_sentence(node))
+            if not text:  # only punctuation
+                empty += 1
+                continue
+            y = int(node.label >= 3)
+            counts = votes.setdefault(text, [0, 0])
+            counts[y] += 1
+            first_label.setdefault(text, y)
+    texts = list(first_label)  # insertion order: first occurrence
+    labels = [int(votes[t][1] > votes[t][0]) if votes[t][0] != votes[t][1] else first_label[t] for t in texts]
+    conflicts = sum(1 for t in texts if min(votes[t]) > 0)
+    frame = pd.DataFrame({"text": texts, "label": labels, "sample_index": np.arange(len(texts), dtype=np.int64)})
+    return frame, {"nodes": nodes, "polar_nodes": polar, "phrases": len(texts), "label_conflicts": conflicts,
+                   "empty": empty}
+
+
+def read_local_phrases(data_dir: str | os.PathLike, seed: int) -> dict[str, pd.DataFrame]:
+    """``sst2_phrases`` from a local folder: the train phrases of ``<dir>/trees/train.txt`` (PTB trees,
+    fine-grained labels), dev/test the sentences of dev.csv / test.csv as ``data=sst2`` reads them."""
+    from .sst_trees import read_trees
+
+    root = Path(data_dir)
+    trees_file = root / "trees" / "train.txt"
+    if not trees_file.is_file():
+        raise DataError(f"{trees_file} not found; data=sst2_phrases with data.source=local needs the SST "
+                        f"treebank's PTB files in <data.dir>/trees (e.g. data.dir=../shared/data/sst2)")
+    splits = read_local(root, 2, False, seed)  # dev/test must be there: never carved out of train
+    try:
+        trees = read_trees(trees_file)
+    except ValueError as err:
+        raise DataError(f"{trees_file}: not a PTB tree file ({err})") from None
+    splits["train"], counts = sst_phrases(trees)
+    log.info("sst2_phrases: %d phrases from %d trees of %s (%d nodes, %d not neutral, %d texts with "
+             "conflicting labels)", counts["phrases"], len(trees), trees_file, counts["nodes"],
+             counts["polar_nodes"], counts["label_conflicts"])
+    return splits
+
+
+def limit_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A seeded sample of ``n`` rows of ``df`` in their original order (all rows when n is None or larger)."""
+    if n is None or int(n) >= len(df):
+        return df
+    if int(n) < 1:
+        raise DataError(f"data.limit_train={n}: pass a positive number of training examples (or null for all)")
+    return df.sample(n=int(n), random_state=seed).sort_index().reset_index(drop=True)
 
 
 # -- generated ------------------------------------------------------------------------------------

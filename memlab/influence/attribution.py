@@ -28,7 +28,6 @@ The L2 term of the training objective does not depend on the input, so it cancel
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -39,6 +38,7 @@ from torch import Tensor, nn
 from torch.func import grad, jvp, vmap
 
 from .functional import Params, TrainingObjective, logits_fn, unflatten
+from .sampling import eval_mode
 
 QUADRATURE_RULES = ("left", "trapezoid", "gauss_legendre")
 MIXED_DERIVATIVES = ("forward_over_reverse", "double_backward")
@@ -94,17 +94,6 @@ def path_quadrature(steps: int, rule: str = "left", dtype: torch.dtype = torch.f
     else:
         raise ValueError(f"unknown quadrature rule {rule!r}; choose from {QUADRATURE_RULES}")
     return alphas.to(dtype), weights.to(dtype)
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module):
-    """Dropout off while differentiating (attributions must be deterministic); restores the mode."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def _model_inputs(inputs: Mapping[str, Tensor], input_key: str) -> tuple[Tensor, dict[str, Tensor]]:
@@ -182,7 +171,7 @@ def replace_scores(module: nn.Module, params: Params, s: Tensor, inputs: Mapping
         return -jvp(loss_difference, (params,), (direction,))[1]
 
     scores = []
-    with _eval_mode(module):
+    with eval_mode(module):
         for start in range(0, len(x), batch_size):
             idx = slice(start, start + batch_size)
             scores.append(vmap(one)({k: v[idx] for k, v in directions.items()}, x[idx], baselines[idx],
@@ -230,7 +219,7 @@ def memorization_attributions(module: nn.Module, params: Params, s: Tensor, inpu
     batched_sum = vmap(integrand.weighted_sum, in_dims=(0, 0, 0, 0, 0, None, None))
 
     r_rows = []
-    with _eval_mode(module):
+    with eval_mode(module):
         for start in range(0, n, batch_instances):
             idx = slice(start, start + batch_instances)
             args = ({k: v[idx] for k, v in directions.items()}, x[idx], baselines[idx],

@@ -159,15 +159,6 @@ def gold_probability(probs: Tensor, labels: Tensor) -> Tensor:
     return probs.gather(1, labels.view(-1, 1)).squeeze(1)
 
 
-def hvp(module: nn.Module, params: Params, batch: Mapping[str, Tensor], vector: Tensor,
-        objective: TrainingObjective = TrainingObjective()) -> Tensor:
-    """H_b v: Hessian of the batch's mean training loss times a flat vector (forward-over-reverse)."""
-    tangent = unflatten(vector, params)
-    grad_fn = grad(lambda p: batch_loss(module, p, batch, objective))
-    _, out = jvp(grad_fn, (params,), (tangent,))
-    return flatten(out)
-
-
 def hvp_many(module: nn.Module, params: Params, batch: Mapping[str, Tensor], vectors: Tensor,
              objective: TrainingObjective = TrainingObjective()) -> Tensor:
     """H_b V for a ``[k, P]`` block of vectors (forward-over-reverse, vmapped tangents)."""

@@ -1,4 +1,4 @@
-"""Named settings of the self-influence estimator (Eq. 2) and the one call that builds a fitted solver.
+"""Named settings of the self-influence estimator (Eq. 2); the Python source of the study's numbers.
 
 ``STUDY_PRESET`` reproduces what the study's code effectively computed (see ORIGINAL.md):
 LiSSA with damp = 5e-3 and scale = 1e4, ~1000 steps of ONE training example's HVP each, one
@@ -14,17 +14,11 @@ and kronfluence: a fixed absolute λ (like the study's 50) means nothing across 
 curvature differs by orders of magnitude, whereas 0.1 × mean eigenvalue leaves the well-determined
 directions (eigenvalues above the mean, which carry most of tr(H)) almost undamped while bounding
 the amplification of the many near-zero directions that EK-FAC estimates poorly to 10/mean.
+
+A preset is built and fitted by :func:`memlab.influence.solver.fit_solver`; its ``l2`` belongs to the
+``TrainingObjective``, not to the solver.
 """
 from __future__ import annotations
-
-from typing import Callable, Iterable, Mapping
-
-import torch
-from torch import Tensor, nn
-
-from .functional import Params, TrainingObjective
-from .solver import InverseHessianSolver, make_solver
-from .spectrum import absolute_damping, estimate_hessian_spectrum, spectrum_from_solver
 
 STUDY_PRESET = dict(solver="lissa", damping=50.0, scale=1e4, steps=1000, l2=5e-3)
 MEMLAB_PRESET = dict(solver="ekfac", damping_rel=0.1, fit_examples=2000, labels="sampled", rotation_dtype="bfloat16",
@@ -37,39 +31,3 @@ def get_preset(name: str) -> dict:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])
-
-
-def fit_solver(name: str, module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
-               objective: TrainingObjective = TrainingObjective(), damping: float | None = None,
-               damping_rel: float | None = None, all_reduce: Callable[[Tensor], Tensor] | None = None,
-               spectrum_kwargs: dict | None = None, **solver_kwargs) -> tuple[InverseHessianSolver, dict | None]:
-    """Build and fit solver ``name`` with λ = ``damping``, or λ = ``damping_rel`` × mean eigenvalue of H.
-
-    The mean eigenvalue comes from the fitted solver when it holds the spectrum (ekfac, exact), else
-    from :func:`estimate_hessian_spectrum` (``spectrum_kwargs``). Returns (solver, spectrum or None).
-    The ``l2`` of a preset belongs to ``objective`` (TrainingObjective), not to the solver.
-    """
-    absolute_damping(damping, damping_rel, mean_eigenvalue=1.0)  # validates the pair early
-    solver = make_solver(name, damping if damping is not None else 0.0, **solver_kwargs)
-    spectrum = None
-    if damping_rel is not None and not hasattr(solver, "eigenvalues"):
-        # the solver will not know H's spectrum: estimate it before fitting with the final λ
-        batches = list(batches) if iter(batches) is batches else batches
-        spectrum = estimate_hessian_spectrum(module, params, batches, objective, **(spectrum_kwargs or {}))
-        if all_reduce is not None:  # every process must use the same λ: average the estimates
-            spectrum = _averaged(spectrum, all_reduce, next(iter(params.values())).device)
-        solver.damping = absolute_damping(damping_rel=damping_rel, mean_eigenvalue=spectrum["mean"])
-    solver.fit(module, params, batches, objective, all_reduce=all_reduce)
-    if damping_rel is not None and spectrum is None:
-        spectrum = spectrum_from_solver(solver)
-        solver.damping = absolute_damping(damping_rel=damping_rel, mean_eigenvalue=spectrum["mean"])
-    elif spectrum is None:
-        spectrum = spectrum_from_solver(solver)
-    return solver, spectrum
-
-
-def _averaged(spectrum: dict, all_reduce: Callable[[Tensor], Tensor], device: torch.device) -> dict:
-    """Top and mean eigenvalue averaged over processes (each estimated on its own shard)."""
-    sums = all_reduce(torch.tensor([spectrum["top"], spectrum["trace"], 1.0], dtype=torch.float64, device=device))
-    top, trace = float(sums[0] / sums[2]), float(sums[1] / sums[2])
-    return {**spectrum, "top": top, "trace": trace, "mean": trace / spectrum["num_params"]}

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .functional import (Params, TrainingObjective, flatten, gold_loss, gold_probability, other_probability,
                          per_example_grads)
 from .solver.base import InverseHessianSolver
-from .solver.sampling import eval_mode, params_device, to_device
+from .sampling import eval_mode, params_device, to_device
 
 
 def l2_gradient(params: Params, objective: TrainingObjective) -> Tensor | None:
@@ -103,7 +103,7 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
     l2_grad = l2_gradient(params, objective)
     ce_objective = _ce_only(objective)
     # a solver's own per-batch path (token factors through hooks) needs it bound to this very model
-    fast_path = getattr(solver, "self_influence_terms", None) if fast and solver.module is module else None
+    own_path = fast and solver.module is module and solver.has_self_influence_terms
     done = 0
     with eval_mode(module):
         for batch in batches:
@@ -116,8 +116,8 @@ def memorization_scores(module: nn.Module, params: Params, batches: Iterable[Map
             for start in range(0, n, step):
                 chunk = {k: v[start:start + step] for k, v in batch.items()}
                 labels = chunk["labels"]
-                if fast_path is not None:
-                    probs, quad, cross, norm_sq = fast_path(chunk, l2_grad)
+                if own_path:
+                    probs, quad, cross, norm_sq = solver.self_influence_terms(chunk, l2_grad)
                     total = quad if cross is None else quad + cross
                     score = gold_probability(probs, labels).to(total.dtype) * total
                 else:

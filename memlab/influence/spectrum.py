@@ -1,6 +1,6 @@
 """The curvature scale of the mean training Hessian H (Eq. 7, L2 term included): its top eigenvalue
-(Lanczos) and its mean eigenvalue tr(H)/P (Hutchinson), and the damping λ of (H + λI)⁻¹ expressed
-relative to that mean (``damping_rel``), so that one setting means the same across models and tasks.
+(Lanczos) and its mean eigenvalue tr(H)/P (Hutchinson), from which relative damping
+(:mod:`.damping`) sets λ, so that one setting means the same across models and tasks.
 
     spec = estimate_hessian_spectrum(module, params, batches, objective)   # {"top", "mean", ...}
     lam = absolute_damping(damping_rel=0.1, mean_eigenvalue=spec["mean"])
@@ -9,14 +9,16 @@ A fitted EK-FAC (or exact) solver already holds eigenvalues: :func:`spectrum_fro
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .functional import Params, TrainingObjective, hvp_many, num_params
-from .solver.base import InverseHessianSolver
-from .solver.sampling import batch_size_of, eval_mode, on_device, params_device, seeded_subsample
+from .sampling import batch_size_of, eval_mode, on_device, params_device, seeded_subsample
+
+if TYPE_CHECKING:  # the solvers use this module (Arnoldi's Lanczos, relative damping): no import at run time
+    from .solver.base import InverseHessianSolver
 
 Matvec = Callable[[Tensor], Tensor]
 
@@ -91,18 +93,21 @@ def hutchinson_trace(matvec: Matvec, dim: int, n_probes: int, seed: int = 0, dty
 
 def hessian_matvec(module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
                    objective: TrainingObjective = TrainingObjective()) -> Matvec:
-    """v -> H v, the example-weighted mean HVP over ``batches`` (one pass per call)."""
+    """v -> H v, the example-weighted mean HVP over ``batches`` (one pass per call), for one vector
+    [P] or a block [k, P] (all k in the same pass)."""
     device, dtype = params_device(params), next(iter(params.values())).dtype
 
     def matvec(v: Tensor) -> Tensor:
-        block = v.to(device=device, dtype=dtype).unsqueeze(0)
+        block = v.to(device=device, dtype=dtype)
+        block = block.unsqueeze(0) if v.ndim == 1 else block
         total, count = torch.zeros_like(block), 0
         with eval_mode(module):
             for batch in on_device(batches, device):
                 n = batch_size_of(batch)
                 total += hvp_many(module, params, batch, block, objective) * n
                 count += n
-        return (total / count)[0].to(v.dtype)
+        mean = total / count
+        return (mean[0] if v.ndim == 1 else mean).to(v.dtype)
 
     return matvec
 
@@ -129,31 +134,11 @@ def estimate_hessian_spectrum(module: nn.Module, params: Params, batches: Iterab
 def spectrum_from_solver(solver: InverseHessianSolver) -> dict | None:
     """The same keys as :func:`estimate_hessian_spectrum` from a fitted solver that holds all P
     eigenvalues of its approximation of H (ekfac, exact); None for the others."""
-    eigenvalues = getattr(solver, "eigenvalues", None)
-    if callable(eigenvalues):
-        values = eigenvalues()
-    elif torch.is_tensor(eigenvalues):
-        values = eigenvalues
-    else:
+    values = solver.eigenvalues()
+    if values is None:
         return None
     values = values.double().reshape(-1)
     trace = float(values.sum())
     return {"top": float(values.max()), "bottom": float(values.min()), "mean": trace / values.numel(),
             "trace": trace, "num_params": values.numel(), "ritz": None, "method": solver.name}
 
-
-def absolute_damping(damping: float | None = None, damping_rel: float | None = None,
-                     mean_eigenvalue: float | None = None) -> float:
-    """λ of (H + λI)⁻¹: ``damping`` as given, or ``damping_rel`` × the mean eigenvalue tr(H)/P."""
-    if (damping is None) == (damping_rel is None):
-        raise ValueError(f"give exactly one of damping ({damping}) and damping_rel ({damping_rel})")
-    if damping is not None:
-        if damping < 0:
-            raise ValueError(f"damping must be >= 0, got {damping}")
-        return float(damping)
-    if damping_rel < 0:
-        raise ValueError(f"damping_rel must be >= 0, got {damping_rel}")
-    if mean_eigenvalue is None or not mean_eigenvalue > 0:
-        raise ValueError(f"damping_rel needs a positive mean Hessian eigenvalue, got {mean_eigenvalue}; "
-                         f"estimate it with estimate_hessian_spectrum or an ekfac solver, or give damping")
-    return float(damping_rel) * float(mean_eigenvalue)

@@ -15,8 +15,7 @@ from ..influence.functional import TrainingObjective, default_l2_names, split_ba
 
 class ClassifierModule(L.LightningModule):
     def __init__(self, net: nn.Module, num_classes: int, lr: float = 0.01, momentum: float = 0.9,
-                 l2: float = 0.0, lr_schedule: str = "constant", pretrained: str | None = None,
-                 attribution_placement: str = "hidden"):
+                 l2: float = 0.0, lr_schedule: str = "constant", pretrained: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net

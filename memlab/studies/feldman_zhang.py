@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .ranking import rank_by_memorization, top_count
+
 
 def sample_subsets(n_examples_ids: int | Sequence[int], n_models: int, fraction: float = 0.5,
                    seed: int = 0) -> np.ndarray:
@@ -153,8 +155,8 @@ def spearman_against(scores_df: pd.DataFrame, fz_df: pd.DataFrame, top_pct: floa
 
     merged = scores_df[["sample_index", score_column]].merge(
         fz_df[["sample_index", "fz_mem"]], on="sample_index", how="inner").dropna()
-    merged = merged.sort_values([score_column, "sample_index"], ascending=[False, True])
-    n_top = min(len(merged), max(1, int(round(len(merged) * top_pct / 100.0)))) if len(merged) else 0
+    merged = rank_by_memorization(merged, score_column)
+    n_top = top_count(len(merged), top_pct, at_least_one=True)
     top = merged.head(n_top)
 
     def rho(part: pd.DataFrame) -> float:

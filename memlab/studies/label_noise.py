@@ -3,7 +3,7 @@ score finds the flipped instances (AUROC, average precision, precision at the no
 side with cleanlab's label-quality scores. Pure numpy / pandas; scikit-learn and cleanlab are
 imported where they are used.
 
-    flips = choose_label_flips(sample_index, labels, fraction=0.1, seed=0, num_classes=2)
+    flips = choose_label_flips(  # memlab.data.label_flipssample_index, labels, fraction=0.1, seed=0, num_classes=2)
     table = detection_table(candidates, flips["sample_index"], seconds)
 """
 from __future__ import annotations
@@ -12,32 +12,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-
-from . import new_figure, save_figure
-
-
-def choose_label_flips(sample_index: Sequence[int], labels: Sequence[int], fraction: float, seed: int,
-                       num_classes: int) -> pd.DataFrame:
-    """Which labels to flip and to what: exactly ``round(fraction * N)`` instances, drawn without
-    replacement with ``numpy.random.default_rng(seed)`` in ``sample_index`` order (so the draw does not
-    depend on the order the data arrived in), each given a uniformly drawn other class.
-
-    Returns ``sample_index, original_label, noisy_label`` for the flipped instances only.
-    """
-    index, labels = np.asarray(sample_index, dtype=np.int64), np.asarray(labels, dtype=np.int64)
-    if len(index) != len(labels):
-        raise ValueError(f"{len(index)} sample indices for {len(labels)} labels")
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"noise fraction must be in [0, 1), got {fraction}")
-    if num_classes < 2 or labels.min(initial=0) < 0 or labels.max(initial=0) >= num_classes:
-        raise ValueError(f"labels must lie in 0..{num_classes - 1} with at least 2 classes")
-    order = np.argsort(index, kind="stable")
-    rng = np.random.default_rng(seed)
-    ranks = np.sort(rng.choice(len(index), size=int(round(fraction * len(index))), replace=False))
-    chosen = order[ranks]  # positions, in sample_index order: the new labels follow it too
-    shift = rng.integers(1, num_classes, size=len(chosen))  # 1..C-1: never the original class
-    return pd.DataFrame({"sample_index": index[chosen], "original_label": labels[chosen],
-                         "noisy_label": (labels[chosen] + shift) % num_classes})
 
 
 def precision_at_k(suspicion: np.ndarray, is_noisy: np.ndarray, k: int) -> float:
@@ -92,23 +66,3 @@ def stratified_folds(labels: Sequence[int], n_folds: int, seed: int) -> np.ndarr
     for f, (_, held_out) in enumerate(split.split(np.zeros(len(labels)), labels)):
         fold[held_out] = f
     return fold
-
-
-def plot_precision_recall(candidates: pd.DataFrame, flipped: Sequence[int], path, title: str = "") -> None:
-    """Precision-recall curve of every score in finding the flipped labels (one figure)."""
-    import matplotlib
-    from sklearn.metrics import precision_recall_curve
-
-    is_noisy = candidates["sample_index"].isin(set(int(i) for i in flipped)).to_numpy()
-    fig, axes = new_figure(figsize=(7.0, 5.0))
-    ax = axes[0, 0]
-    names = [c for c in candidates.columns if c != "sample_index"]
-    colors = matplotlib.colormaps["tab20"].colors
-    for i, name in enumerate(names):
-        precision, recall, _ = precision_recall_curve(is_noisy, candidates[name].to_numpy())
-        ax.plot(recall, precision, label=name, lw=1.2, color=colors[i % len(colors)],
-                ls="--" if name.startswith("cleanlab") else "-")
-    ax.axhline(is_noisy.mean(), color="grey", ls=":", lw=1, label="random")
-    ax.set(xlabel="recall of flipped labels", ylabel="precision", ylim=(0, 1.02), title=title or "label-error detection")
-    ax.legend(fontsize=7, loc="upper right")
-    save_figure(fig, path)

@@ -11,10 +11,12 @@ A removal job retrains without X% of the training set, chosen by ``strategy``:
 
 with ``"status": "failed"`` and an ``"error"`` message when it did not finish, and
 ``"skipped-duplicate"`` when it would only repeat the job of another draw seed
-(``removal_draws``). A job dir without it is still read from its ``metrics.json`` (``test_acc``)
+(:mod:`memlab.tasks.removal_record`). A job dir without it is still read from its ``metrics.json`` (``test_acc``)
 and ``.hydra/overrides.yaml`` (``...strategy=``, ``...removal_pct=`` or ``...pct=``, ``...seed=``,
 optionally ``...draw_seed=`` and ``...score=``). X = 0 is the full data set, shared by all
-strategies. The statistics (paired differences to random-removed) are in ``removal_stats``.
+strategies. Ranking is :func:`memlab.studies.ranking.rank_by_memorization`; the statistics (paired
+differences to random-removed) are in ``removal_stats``; the figure and the report files in
+:mod:`memlab.report.removal`.
 """
 from __future__ import annotations
 
@@ -27,11 +29,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from memlab.studies import new_figure, save_figure
+from .ranking import DEFAULT_SCORE, rank_by_memorization, top_count
 
 STRATEGIES = ("top", "bottom", "random")
 RANKING_SCORES = ("mem_score", "loo_score", "loss")  # the scores.csv columns a removal may rank by
-DEFAULT_SCORE = "mem_score"
 JOB_FILE = "removal_job.json"
 SKIPPED = "skipped-duplicate"
 SUMMARY_COLUMNS = ["strategy", "removal_pct", "seed", "draw_seed", "score", "test_acc", "min_removed_score"]
@@ -41,18 +42,7 @@ def n_to_remove(n: int, pct: float) -> int:
     """round(n * pct / 100), within [0, n]."""
     if not 0 <= pct <= 100:
         raise ValueError(f"removal pct must be in [0, 100], got {pct}")
-    return min(n, int(round(n * pct / 100.0)))
-
-
-def rank_by_memorization(scores: pd.DataFrame, column: str = DEFAULT_SCORE,
-                         ascending: bool = False) -> pd.DataFrame:
-    """``scores`` ordered by ``column`` (most memorized first unless ``ascending``), ties broken
-    by the smaller ``sample_index`` first, whatever the direction: the one order every removal
-    selection uses, so that top-X% and its reported lowest score always agree."""
-    if column not in scores.columns:
-        raise ValueError(f"cannot rank by {column!r}: the scores have only {', '.join(map(str, scores.columns))}"
-                         + (" (loo_score exists only when the solver adds the own term)" if column == "loo_score" else ""))
-    return scores.sort_values([column, "sample_index"], ascending=[ascending, True], kind="mergesort")
+    return top_count(n, pct)
 
 
 def check_score(score: str) -> str:
@@ -263,51 +253,3 @@ def aggregate_removal(summary: pd.DataFrame) -> pd.DataFrame:
         parts += list(removed[removed["strategy"] == strategy].groupby("removal_pct"))
         rows += [_aggregate_row(strategy, pct, g) for pct, g in parts]
     return pd.DataFrame(rows, columns=columns)
-
-
-_COLORS = {"top": "tab:red", "bottom": "tab:green", "random": "tab:blue"}
-_LABELS = {"top": "memorized (top-X%) removed", "bottom": "least memorized removed",
-           "random": "random removed"}
-
-
-def _label(arm: str) -> str:
-    base, _, score = arm.partition("[")
-    return _LABELS.get(base, base) + (f" by {score.rstrip(']')}" if score else "")
-
-
-def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
-                 below_random: Sequence[tuple[str, float]] = ()):
-    """Fig. 1: top panel mean ± std test accuracy vs X% per strategy (error bars and a shaded
-    band), with a star on each ``(strategy, X)`` of ``below_random`` (removed-top below
-    random-removed, 95% interval excluding 0); bottom panel the lowest memorization score among
-    the removed top-X%."""
-    fig, axes = new_figure(2, 1, figsize=(6.0, 6.0), sharex=True,
-                           gridspec_kw={"height_ratios": [2, 1]})
-    ax_acc, ax_score = axes[0, 0], axes[1, 0]
-    for strategy, g in aggregate.groupby("strategy", sort=False):
-        g = g.sort_values("removal_pct")
-        x, mean, std = g["removal_pct"], g["test_acc_mean"], g["test_acc_std"]
-        color = _COLORS.get(strategy.split("[")[0], None)
-        ax_acc.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color, label=_label(strategy))
-        ax_acc.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
-    marked = aggregate.set_index(["strategy", "removal_pct"])["test_acc_mean"]
-    points = [(pct, marked[(arm, pct)]) for arm, pct in below_random if (arm, pct) in marked.index]
-    if points:
-        ax_acc.scatter(*zip(*points), marker="*", s=220, color="gold", edgecolors="black", zorder=5,
-                       label="top below random (paired 95% CI excludes 0)")
-    ax_acc.set_ylabel("test accuracy")
-    if title:
-        ax_acc.set_title(title)
-    if len(aggregate):
-        ax_acc.legend(fontsize=8)
-    else:
-        ax_acc.text(0.5, 0.5, "no finished removal jobs", ha="center", va="center",
-                    transform=ax_acc.transAxes)
-    scores = ",".join(sorted(set(aggregate["score"]))) or DEFAULT_SCORE
-    for _, top in aggregate[aggregate["strategy"].str.startswith("top") & (aggregate["removal_pct"] > 0)
-                                   ].dropna(subset=["min_removed_score"]).groupby("strategy", sort=False):
-        top = top.sort_values("removal_pct")
-        ax_score.plot(top["removal_pct"], top["min_removed_score"], marker="s", color="tab:red")
-    ax_score.set_ylabel(f"lowest removed\n{scores}")
-    ax_score.set_xlabel("X% of training instances removed")
-    return save_figure(fig, path)

@@ -19,131 +19,13 @@ positive sentence a high one, so memorized (atypical) instances should sit at th
 from __future__ import annotations
 
 import math
-import os
-import re
-import unicodedata
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from memlab.studies import new_figure, save_figure
-
-NEGATIVE_LABELS = frozenset({0, 1})
-POSITIVE_LABELS = frozenset({3, 4})
-
-# PTB escapes -> the characters they stand for (brackets, slashes, stars, quotes).
-_PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
-                "``": '"', "''": '"'}
-_TOKEN = re.compile(r"\(|\)|[^\s()]+")
-
-
-@dataclass(frozen=True)
-class Node:
-    """A labelled tree node: a phrase with ``children`` or a pre-terminal with a ``word``."""
-
-    label: int
-    children: tuple["Node", ...] = ()
-    word: str | None = None
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.word is not None
-
-    def iter_nodes(self) -> Iterator["Node"]:
-        """Every node, pre-order, without recursion (SST trees can be 50+ levels deep)."""
-        stack = [self]
-        while stack:
-            node = stack.pop()
-            yield node
-            stack.extend(reversed(node.children))
-
-    def words(self) -> list[str]:
-        return [n.word for n in self.iter_nodes() if n.is_leaf]
-
-
-def parse_tree(line: str) -> Node:
-    """Parse one PTB bracketed tree, e.g. ``(3 (2 It) (4 (4 rocks) (2 !)))``, iteratively.
-
-    Words are kept as written (``-LRB-``, ``\\/`` stay escaped; :func:`tree_sentence` undoes them);
-    a word of several tokens (SST's ``(2 2 1\\/2)``) is kept with single spaces.
-    Raises ``ValueError`` with the position on malformed input.
-    """
-    tokens = _TOKEN.findall(line)
-    if not tokens:
-        raise ValueError("empty tree")
-    # Each open frame: [label, children list, word or None].
-    stack: list[list] = []
-    root: Node | None = None
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok == "(":
-            if root is not None:
-                raise ValueError(f"text after the end of the tree at token {i}: {tokens[i]!r}")
-            if i + 1 >= len(tokens) or tokens[i + 1] in "()":
-                raise ValueError(f"missing label after '(' at token {i}")
-            try:
-                label = int(tokens[i + 1])
-            except ValueError:
-                raise ValueError(f"label {tokens[i + 1]!r} at token {i + 1} is not an integer") from None
-            stack.append([label, [], None])
-            i += 2
-            continue
-        if tok == ")":
-            if not stack:
-                raise ValueError(f"unbalanced ')' at token {i}")
-            label, children, word = stack.pop()
-            if word is None and not children:
-                raise ValueError(f"node with label {label} has neither a word nor children (token {i})")
-            node = Node(label, tuple(children), word)
-            if stack:
-                stack[-1][1].append(node)
-            else:
-                root = node
-            i += 1
-            continue
-        # A word: only directly inside a pre-terminal. SST has a few words with a space in them,
-        # e.g. "(2 2 1\\/2)", so further tokens before the ')' extend the word.
-        if not stack or stack[-1][1]:
-            raise ValueError(f"unexpected word {tok!r} at token {i}")
-        stack[-1][2] = tok if stack[-1][2] is None else f"{stack[-1][2]} {tok}"
-        i += 1
-    if stack or root is None:
-        raise ValueError("unbalanced tree: missing ')'")
-    return root
-
-
-def read_trees(path: str | os.PathLike) -> list[Node]:
-    """All trees of a PTB file (one per line, blank lines skipped)."""
-    with open(path, encoding="utf-8") as f:
-        return [parse_tree(line) for line in f if line.strip()]
-
-
-def _unescape(word: str) -> str:
-    word = _PTB_ESCAPES.get(word, word)
-    return word.replace("\\/", "/").replace("\\*", "*")
-
-
-def tree_sentence(tree: Node) -> str:
-    """The sentence of a tree: its words, PTB escapes undone, joined by single spaces."""
-    return " ".join(_unescape(w) for w in tree.words())
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, replace every run of non-alphanumeric characters by one space, strip.
-
-    Makes a treebank sentence (``"The 21st Century 's new `` Conan ''"``) equal to its SST-2 CSV
-    form (``"the 21st century s new conan"``): quotes, brackets, slashes and hyphens become word
-    breaks; accented letters are kept (NFC); the PTB escape words are removed.
-    """
-    text = unicodedata.normalize("NFC", text)
-    for escaped in ("-LRB-", "-RRB-", "-LSB-", "-RSB-", "-LCB-", "-RCB-"):
-        text = text.replace(escaped, " ")
-    text = text.lower().replace("_", " ")
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())
-
+from ..data.sst_trees import NEGATIVE_LABELS, POSITIVE_LABELS, Node, normalize_text, parse_tree, tree_sentence
+from .ranking import rank_by_memorization, top_count
 
 def phrase_counts(tree: Node, nodes: str = "all", include_root: bool = True) -> tuple[int, int]:
     """``(n_pos, n_neg)``: nodes labelled 3-4 and 0-1. ``nodes`` is "all" or "phrases" (no words)."""
@@ -216,13 +98,8 @@ def match_trees(train_df: pd.DataFrame, trees: Iterable[Node | str], text_column
 def _ordered_by_memorization(df: pd.DataFrame) -> pd.DataFrame:
     """Most memorized first: by ``rank`` when present, else ``mem_score`` desc; ties by sample_index."""
     if "rank" in df.columns:
-        return df.sort_values(["rank", "sample_index"], kind="mergesort")
-    return df.sort_values(["mem_score", "sample_index"], ascending=[False, True], kind="mergesort")
-
-
-def group_size(n: int, pct: float) -> int:
-    """How many of ``n`` instances make the top/bottom ``pct`` %: rounded, at least 1 when n > 0."""
-    return min(n, max(1 if n else 0, int(round(n * pct / 100.0))))
+        return rank_by_memorization(df, "rank", ascending=True)
+    return rank_by_memorization(df)
 
 
 def split_groups(scores_df: pd.DataFrame, fractions_df: pd.DataFrame, top_pct: float = 10
@@ -238,7 +115,7 @@ def split_groups(scores_df: pd.DataFrame, fractions_df: pd.DataFrame, top_pct: f
     tag = f"{top_pct:g}%"
     for label in sorted(merged["label"].unique()):
         rows = _ordered_by_memorization(merged[merged["label"] == label])
-        m = group_size(len(rows), top_pct)
+        m = top_count(len(rows), top_pct, at_least_one=True)
         out[(f"top-{tag}", int(label))] = rows.head(m)
         out[("all", int(label))] = rows
         out[(f"bottom-{tag}", int(label))] = rows.tail(m)
@@ -260,29 +137,3 @@ def typicality_table(scores_df: pd.DataFrame, fractions_df: pd.DataFrame, top_pc
                      "n": len(part),
                      "positive_fraction_pct": 100.0 * float(part["positive_fraction"].mean())})
     return pd.DataFrame(rows, columns=["group", "label", "class_name", "n", "positive_fraction_pct"])
-
-
-def plot_typicality_histograms(scores_df: pd.DataFrame, fractions_df: pd.DataFrame,
-                               path: str | os.PathLike, top_pct: float = 10,
-                               class_names: Sequence[str] | None = None, bins: int = 20):
-    """Fig. 4 with Table 1's groups: one panel per class, the distribution of positive fraction
-    over all instances of the class (grey) and over its top-X% (red) and bottom-X% (blue) memorized,
-    as densities so the groups compare despite their sizes. Writes a PNG; returns its path."""
-    groups = split_groups(scores_df, fractions_df, top_pct)
-    labels = sorted({label for _, label in groups})
-    names = list(class_names) if class_names is not None else ["negative", "positive"]
-    fig, axes = new_figure(1, max(1, len(labels)), figsize=(5.0 * max(1, len(labels)), 3.8))
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    tag = f"{top_pct:g}%"
-    for ax, label in zip(axes[0], labels):
-        for group, color, alpha in (("all", "0.6", 0.45), (f"top-{tag}", "tab:red", 0.55),
-                                    (f"bottom-{tag}", "tab:blue", 0.55)):
-            values = groups[(group, label)]["positive_fraction"].to_numpy()
-            ax.hist(values, bins=edges, density=True, color=color, alpha=alpha,
-                    label=f"{group} (n={len(values)}, mean {100 * values.mean():.1f}%)")
-        name = names[label] if 0 <= label < len(names) else str(label)
-        ax.set_title(f"{name} class")
-        ax.set_xlabel("positive phrase fraction")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-    return save_figure(fig, path)

@@ -1,5 +1,11 @@
-"""Atomic writes: a file appears whole or not at all (a killed job leaves no partial output), with
-the permissions the user's umask gives any new file; and reading a cache entry that may be bad."""
+"""memlab's one family of atomic writes: a file appears whole or not at all (a killed job leaves no
+partial output, a reader never sees a half-written file), with the permissions the user's umask
+gives any new file; and reading a cache entry that may be bad.
+
+    atomic_write(path, write)           write(tmp_path), then os.replace onto path: every writer below
+    atomic_write_text / _csv / _jsonl   text (UTF-8), a DataFrame without its index, one JSON per line
+    atomic_torch_save, update_json      a torch payload; merge values into a JSON object
+"""
 from __future__ import annotations
 
 import json
@@ -42,7 +48,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -51,6 +57,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def atomic_write_csv(df, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def atomic_write_jsonl(records, path: str | os.PathLike) -> Path:
+    """One JSON object per line."""
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def to_jsonable(value: Any) -> Any:

@@ -12,8 +12,9 @@ from typing import Callable, Iterable, Mapping
 from torch import Tensor, nn
 
 from ..functional import Params, TrainingObjective, num_params
+from ..sampling import params_device, seeded_subsample
+from ..spectrum import hessian_matvec, lanczos
 from .base import InverseHessianSolver
-from .sampling import params_device, seeded_subsample
 
 
 class ArnoldiSolver(InverseHessianSolver):
@@ -33,8 +34,6 @@ class ArnoldiSolver(InverseHessianSolver):
     def fit(self, module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
             objective: TrainingObjective = TrainingObjective(),
             all_reduce: Callable[[Tensor], Tensor] | None = None) -> "ArnoldiSolver":
-        from ..spectrum import hessian_matvec, lanczos  # spectrum imports the solver package
-
         super().fit(module, params, batches, objective)
         data = seeded_subsample(batches, self.hessian_examples, self.seed)
         dim = num_params(params)

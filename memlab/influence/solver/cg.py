@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import Params, TrainingObjective, hvp_many
+from ..sampling import batch_size_of, eval_mode, on_device, params_device, seeded_subsample
 from .base import InverseHessianSolver
-from .sampling import batch_size_of, eval_mode, on_device, params_device, seeded_subsample
 
 
 class ConjugateGradientSolver(InverseHessianSolver):

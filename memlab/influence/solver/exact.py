@@ -10,20 +10,21 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import Params, TrainingObjective, dense_hessian, num_params
+from ..sampling import batch_size_of, eval_mode, on_device, params_device, reiterable, summed
 from .base import InverseHessianSolver
-from .sampling import batch_size_of, eval_mode, on_device, params_device, reiterable, summed
 
 
 class ExactSolver(InverseHessianSolver):
     """(H + λI)⁻¹ from the dense Hessian; refuses models above ``max_params`` parameters."""
 
     name = "exact"
+    holds_eigenvalues = True
 
     def __init__(self, damping: float = 0.0, max_params: int = 5000):
         super().__init__(damping)
         self.max_params = int(max_params)
-        self.eigenvalues: Tensor | None = None   # of H (ascending), float64
-        self.eigenvectors: Tensor | None = None
+        self.hessian_eigenvalues: Tensor | None = None   # of H (ascending), float64
+        self.hessian_eigenvectors: Tensor | None = None
 
     def fit(self, module: nn.Module, params: Params, batches: Iterable[Mapping[str, Tensor]],
             objective: TrainingObjective = TrainingObjective(),
@@ -45,22 +46,27 @@ class ExactSolver(InverseHessianSolver):
         total, count = summed(total, all_reduce), summed(count, all_reduce)
         hessian = total / count
         hessian = (hessian + hessian.T) / 2
-        self.eigenvalues, self.eigenvectors = torch.linalg.eigh(hessian)
+        self.hessian_eigenvalues, self.hessian_eigenvectors = torch.linalg.eigh(hessian)
         return self
 
+    def eigenvalues(self) -> Tensor | None:
+        """The eigenvalues of the dense H (ascending, float64); None before :meth:`fit`."""
+        return self.hessian_eigenvalues
+
     def solve(self, vectors: Tensor) -> Tensor:
-        if self.eigenvalues is None:
+        values = self.hessian_eigenvalues
+        if values is None:
             raise RuntimeError("exact solver: call fit() before solve()")
-        shifted = self.eigenvalues + self.damping
-        if (shifted.abs() < 1e-12 * max(float(self.eigenvalues.abs().max()), 1.0)).any():
+        shifted = values + self.damping
+        if (shifted.abs() < 1e-12 * max(float(values.abs().max()), 1.0)).any():
             raise FloatingPointError(f"exact solver: H + λI is singular (λ={self.damping:g}, smallest eigenvalue "
-                                     f"{float(self.eigenvalues[0]):.3g}); raise damping")
-        q = self.eigenvectors
+                                     f"{float(values[0]):.3g}); raise damping")
+        q = self.hessian_eigenvectors
         out = ((vectors.double() @ q) / shifted) @ q.T
         return out.to(vectors.dtype)
 
     def state_dict(self) -> dict:
-        return {"eigenvalues": self.eigenvalues, "eigenvectors": self.eigenvectors}
+        return {"eigenvalues": self.hessian_eigenvalues, "eigenvectors": self.hessian_eigenvectors}
 
     def load_state_dict(self, state: dict) -> None:
-        self.eigenvalues, self.eigenvectors = state["eigenvalues"], state["eigenvectors"]
+        self.hessian_eigenvalues, self.hessian_eigenvectors = state["eigenvalues"], state["eigenvectors"]

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import Params, TrainingObjective, hvp_many
+from ..presets import STUDY_PRESET
+from ..sampling import (collate_rows, count_examples, eval_mode, params_device, random_stream_positions, reiterable,
+                        take_positions, to_device)
 from .base import InverseHessianSolver
-from .sampling import (collate_rows, count_examples, eval_mode, params_device, random_stream_positions, reiterable,
-                       take_positions, to_device)
 
 
 class LissaSolver(InverseHessianSolver):
@@ -31,7 +32,8 @@ class LissaSolver(InverseHessianSolver):
 
     name = "lissa"
 
-    def __init__(self, damping: float = 50.0, scale: float = 1e4, steps: int = 1000, hessian_batch_size: int = 1,
+    def __init__(self, damping: float = STUDY_PRESET["damping"], scale: float = STUDY_PRESET["scale"],
+                 steps: int = STUDY_PRESET["steps"], hessian_batch_size: int = 1,
                  repeats: int = 1, seed: int = 0, divergence_factor: float = 1e3):
         super().__init__(damping)
         if scale <= 0 or steps < 1 or hessian_batch_size < 1 or repeats < 1:

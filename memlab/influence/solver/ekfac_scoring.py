@@ -1,0 +1,108 @@
+"""The fast self-influence path of a fitted EK-FAC (:mod:`.ekfac`): the terms of Eq. 2 for every example
+of a batch straight from the hooks' token factors (:mod:`memlab.influence.tracking`), without ever
+forming the flat per-example gradient g_i [B, P]:
+
+    g_iᵀ(H + λI)⁻¹g_i = Σ_Linears Σ_oi (Q_Gᵀ DW_i Q_A)[o, i]² / (Λ[o, i] + λ)  +  Σ_diag g_i² / (E[g²] + λ)
+
+and the same with one side replaced by the L2 gradient. The rotated per-example gradients are formed
+a few examples at a time (:func:`.eigenbasis.rotated_tiles`); with one live token per example (a
+transformer's last layer outside key/value) DW is an outer product and no tile is needed at all.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Protocol
+
+import torch
+from torch import Tensor
+
+from ..functional import Params, unflatten
+from ..tracking import Factors, FactorTracker, gram_norm_sq
+from .eigenbasis import EigenBlock, accumulation_dtype, rotated_tiles
+
+
+class FittedEKFAC(Protocol):
+    """What this path reads from a fitted :class:`~.ekfac.EKFACSolver`."""
+    params: Params
+    tracker: FactorTracker
+    blocks: list[EigenBlock]
+    diagonal: dict[str, Tensor]
+
+    def score_autocast(self) -> torch.dtype | None: ...
+
+    def rotated(self, i: int, factors: Factors) -> tuple[Tensor, Tensor]: ...
+
+    def inverse_eigenvalues(self) -> list[Tensor]: ...
+
+    def denominator(self, eig: Tensor) -> Tensor: ...
+
+
+class EKFACSelfInfluence:
+    """Eq. 2's quadratic forms for one fit of ``solver``; keeps the L2 gradient rotated into its eigenbasis."""
+
+    def __init__(self, solver: FittedEKFAC):
+        self.solver = solver
+        self._l2_cache: tuple[Tensor, list[Tensor], dict[str, Tensor]] | None = None
+
+    def terms(self, batch: Mapping[str, Tensor], l2_grad: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """For the gold-label cross-entropy gradient g_i of every example of ``batch``:
+        (probs [B, C], g_iᵀ(H+λI)⁻¹g_i [B], g_iᵀ(H+λI)⁻¹l2_grad [B] or None, ‖g_i‖² [B]), float64,
+        without materialising g_i: from the hooks' token factors, rotated a few examples at a time."""
+        solver = self.solver
+        probs, draw, factors = solver.tracker.gold_draw(batch, solver.score_autocast())
+        b = probs.shape[0]
+        norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
+        l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
+        for ag in factors:
+            norm_sq += gram_norm_sq(ag)
+        quad, cross = self._quadratic_forms(factors, l2_blocks, b, probs.device)
+        for n, d in solver.diagonal.items():
+            g = draw.diag[n].reshape(b, -1)
+            inverse = 1.0 / solver.denominator(d).reshape(-1)
+            if cross is not None:
+                cross += (g @ (l2_diag[n].reshape(-1) * inverse)).double()
+            g = g.square()
+            quad += (g @ inverse).double()
+            norm_sq += g.sum(1).double()
+        # undo the per-example normalisation of the backward pass (see FactorTracker.draws)
+        quad, norm_sq = quad * draw.scale ** 2, norm_sq * draw.scale ** 2
+        if cross is not None:
+            cross = cross * draw.scale
+        return probs, quad, cross, norm_sq
+
+    def _rotated_l2(self, l2_grad: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """The L2 gradient per Linear in its eigenbasis, Q_Gᵀ L2 Q_A, and on the diagonal parameters."""
+        if self._l2_cache is None or self._l2_cache[0] is not l2_grad:
+            parts = unflatten(l2_grad, self.solver.params)
+            blocks = [b.q_g.T @ b.matrix(parts) @ b.q_a for b in self.solver.blocks]
+            self._l2_cache = (l2_grad, blocks, {n: parts[n] for n in self.solver.diagonal})
+        return self._l2_cache[1], self._l2_cache[2]
+
+    def _quadratic_forms(self, factors: list[Factors | None], l2_blocks: list[Tensor] | None, batch: int,
+                         device: torch.device) -> tuple[Tensor, Tensor | None]:
+        """Per example, Σ over Linears of Σ_oi rotated²/(Λ + λ) and (with ``l2_blocks``, the L2
+        gradient in the eigenbasis) Σ_oi rotated·l2/(Λ + λ), float64 [B]. One live token: the
+        outer-product form (g Q_G)² W (a Q_A)², a matrix product instead of per-example tiles."""
+        inverses = self.solver.inverse_eigenvalues()
+        quad = torch.zeros(batch, dtype=torch.float64, device=device)
+        cross = torch.zeros_like(quad) if l2_blocks is not None else None
+        for i, ag in enumerate(factors):
+            if ag is None:
+                continue
+            rotated_g, rotated_a = self.solver.rotated(i, ag)
+            weights = inverses[i].view(rotated_g.shape[2], rotated_a.shape[2])
+            if rotated_a.shape[1] == 1:
+                acc = accumulation_dtype(rotated_a)
+                g1, a1 = rotated_g[:, 0].to(acc), rotated_a[:, 0].to(acc)
+                quad += ((g1.square() @ weights) * a1.square()).sum(1).double()
+                if cross is not None:
+                    cross += ((g1 @ (l2_blocks[i] * weights)) * a1).sum(1).double()
+                continue
+            flat_weights = inverses[i]
+            l2_weighted = (l2_blocks[i].reshape(-1) * flat_weights) if cross is not None else None
+            for rows, rotated in rotated_tiles(rotated_g, rotated_a):
+                flat = rotated.reshape(rotated.shape[0], -1)
+                if cross is not None:
+                    cross[rows] += (flat @ l2_weighted).double()
+                quad[rows] += (flat.square_() @ flat_weights).double()
+        return quad, cross

@@ -1,0 +1,119 @@
+"""Task ``fz``: the Feldman-Zhang reference, and the cached K subset models behind it:
+
+    python -m memlab experiment=sst2_fz fz.models=64      # fz_scores.csv, fz_reliability in metrics.json
+
+Model k trains the run's recipe with training seed ``seed + k`` on subset k (``fz.subset_fraction`` of
+the training split, drawn with ``fz.subset_seed``). Its probabilities on the whole split are cached
+(``paths.cache_dir/fz/<key>/model-<k>.npz``, atomic), keyed by the data, model, recipe, data seed,
+subset seed and fraction and base seed: a rerun, a run with more models, or another process working
+on the same reference (models are claimed by a lock each) reuses every finished model.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from ..studies.feldman_zhang import fz_memorization, sample_subsets, spearman_against, split_half_reliability
+from ..utils.io import atomic_write_csv, atomic_write_text, update_json
+from .ranking import load_or_compute_ranking
+from .subset_training import Predictions, predictions_of_subset_model, training_key, training_split
+
+log = logging.getLogger("memlab")
+
+
+def fz_models_dir(cfg: DictConfig) -> Path:
+    key = training_key(cfg, fz_subset_fraction=float(cfg.fz.subset_fraction), fz_subset_seed=int(cfg.fz.subset_seed),
+                       seed=int(cfg.seed))
+    return Path(cfg.paths.cache_dir) / "fz" / key
+
+
+def _train_model(cfg: DictConfig, k: int, exclude: np.ndarray, file: Path) -> None:
+    log.info("Feldman-Zhang model %d/%d (seed %d, %d instances left out)", k + 1, cfg.fz.models,
+             int(cfg.seed) + k, len(exclude))
+    predictions = predictions_of_subset_model(cfg, int(cfg.seed) + k, exclude.tolist())
+    predictions.save(file)
+
+
+def subset_models(cfg: DictConfig, ids: np.ndarray, subsets: np.ndarray) -> list[Predictions]:
+    """Every model's predictions, training the missing ones. A model another process is training
+    (its lock is held) is skipped and waited for at the end."""
+    model_dir = fz_models_dir(cfg)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    files = [model_dir / f"model-{k:03d}.npz" for k in range(len(subsets))]
+    for blocking in (False, True):
+        for k, file in enumerate(files):
+            if file.is_file():
+                continue
+            try:
+                with FileLock(str(file) + ".lock", timeout=-1 if blocking else 0):
+                    if not file.is_file():
+                        _train_model(cfg, k, ids[~subsets[k]], file)
+            except Timeout:
+                continue
+    models = [Predictions.load(f) for f in files]
+    for k, m in enumerate(models):
+        if not np.array_equal(m.sample_index, ids):
+            raise RuntimeError(f"{files[k]} holds another training split; delete {model_dir} to retrain")
+    return models
+
+
+def check_fz_settings(cfg: DictConfig) -> None:
+    """One-line errors for fz.* values that cannot work, before any model is trained."""
+    if int(cfg.fz.models) < 1:
+        raise ConfigError(f"fz.models={cfg.fz.models} is out of range; allowed: an integer >= 1 (>= 4 for a reliability)")
+    if not 0.0 < float(cfg.fz.subset_fraction) < 1.0:
+        raise ConfigError(f"fz.subset_fraction={cfg.fz.subset_fraction} is out of range; allowed: between 0 and 1")
+
+
+def fz_reference(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
+    """(per-instance table ``sample_index, label, fz_mem, fz_se, n_in, n_out, fz_mem_correct,
+    fz_se_correct``, summary with ``fz_reliability``) from ``fz.models`` cached subset models."""
+    check_fz_settings(cfg)
+    datamodule = training_split(cfg)
+    ids = np.asarray(datamodule.full_train.sample_indices(), dtype=np.int64)
+    k_models, fraction = int(cfg.fz.models), float(cfg.fz.subset_fraction)
+    subsets = sample_subsets(len(ids), k_models, fraction, int(cfg.fz.subset_seed))
+    models = subset_models(cfg, ids, subsets)
+    prob = np.stack([m.gold_probability() for m in models])
+    correct = np.stack([m.correct() for m in models])
+    table = fz_memorization(subsets, prob, ids, correct=correct)
+    table.insert(1, "label", models[0].labels)
+    splits, seed = int(cfg.fz.get("reliability_splits", 20)), int(cfg.fz.subset_seed)
+    reliability = split_half_reliability(subsets, prob, splits, seed)
+    reliability_correct = split_half_reliability(subsets, correct, splits, seed)
+    seconds = [m.seconds for m in models]
+    summary = {"fz_reliability": reliability["reliability"], "fz/reliability_half": reliability["half"],
+               "fz/reliability_half_sd": reliability["half_sd"],
+               "fz/reliability_correct": reliability_correct["reliability"],
+               "fz/models": k_models, "fz/subset_fraction": fraction,
+               "fz/median_n_out": float(np.median(table["n_out"])), "fz/median_se": float(table["fz_se"].median()),
+               "fz/seconds_per_model": float(np.mean(seconds)), "fz/train_seconds": float(np.sum(seconds)),
+               "fz/models_dir": str(fz_models_dir(cfg))}
+    log.info("Feldman-Zhang reference from %d models: split-half reliability %.3f (0/1 version %.3f)",
+             k_models, reliability["reliability"], reliability_correct["reliability"])
+    return table, summary
+
+
+def run(cfg: DictConfig) -> dict:
+    """Task ``fz``: the reference, and its Spearman against the cached self-influence ranking."""
+    out = Path(cfg.paths.output_dir)
+    table, metrics = fz_reference(cfg)
+    atomic_write_csv(table, out / "fz_scores.csv")
+    if cfg.fz.get("compare_self_influence"):
+        scores, scores_file = load_or_compute_ranking(cfg)
+        rho = {c: spearman_against(scores, table, top_pct=10, score_column=c)
+               for c in ("mem_score", "loo_score", "loss") if c in scores}
+        for column, r in rho.items():
+            metrics[f"fz/spearman_{column}"], metrics[f"fz/spearman_{column}_top10"] = r["overall"], r["top"]
+        metrics["fz/ranking"] = str(scores_file)
+        atomic_write_text(out / "fz_spearman.json", json.dumps(rho, indent=2))
+        log.info("Spearman with FZ: %s", {c: round(r["overall"], 3) for c, r in rho.items()})
+    return update_json(out / "metrics.json", metrics)
+

@@ -1,0 +1,108 @@
+"""Task ``label_noise``, the label-error benchmark: flip ``noise.fraction`` of the training labels
+(``noise.seed``), train once, and ask every candidate score and cleanlab which labels were flipped:
+
+    python -m memlab experiment=sst2_label_noise [data.source=local data.dir=DIR model=minilm] [noise.fraction=0.1]
+
+Writes ``flipped_labels.csv`` (which ones, from what to what), ``label_noise.csv``
+(``score,auroc,average_precision,precision_at_noise,seconds``, best AUROC first), ``label_noise_pr.png``
+(precision-recall curves) and ``scores.csv`` (every score and ``flipped`` per instance). cleanlab runs its
+documented way, ``cleanlab.rank.get_label_quality_scores`` on out-of-sample probabilities from
+``cleanlab.folds``-fold cross-validation with the same recipe (``cleanlab_cv``; its seconds include the
+fold trainings), and on the scored model's in-sample probabilities (``cleanlab_in_sample``, which ranks
+like 1-P(y|x)). ``seconds`` is each score's cost beyond the one training run all the others share.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from ..report.study_figures import plot_precision_recall
+from ..studies.label_noise import cleanlab_suspicion, detection_table, stratified_folds
+from ..utils.io import atomic_write_csv, update_json
+from .candidate_scores import candidate_scores
+from .subset_training import Predictions, predictions_of_subset_model, training_key, training_split
+
+log = logging.getLogger("memlab")
+
+
+def cross_validated_probabilities(cfg: DictConfig, ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Out-of-sample P(·|x) of every instance from ``cleanlab.folds`` models of the run's recipe, each
+    trained without one stratified fold (cached per fold), and the folds' total training seconds."""
+    n_folds, fold_seed = int(cfg.cleanlab.folds), int(cfg.cleanlab.fold_seed)
+    folds = stratified_folds(labels, n_folds, fold_seed)
+    fold_dir = Path(cfg.paths.cache_dir) / "cleanlab" / training_key(cfg, seed=int(cfg.seed), folds=n_folds,
+                                                                      fold_seed=fold_seed)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    probs, seconds = None, 0.0
+    for f in range(n_folds):
+        file = fold_dir / f"fold-{f}.npz"
+        with FileLock(str(file) + ".lock"):
+            if not file.is_file():
+                log.info("cleanlab cross-validation: fold %d/%d", f + 1, n_folds)
+                predictions = predictions_of_subset_model(cfg, int(cfg.seed), ids[folds == f].tolist())
+                predictions.save(file)
+        predictions = Predictions.load(file)
+        if not np.array_equal(predictions.sample_index, ids):
+            raise RuntimeError(f"{file} holds another training split; delete {fold_dir} to retrain")
+        probs = np.zeros_like(predictions.probs) if probs is None else probs
+        probs[folds == f] = predictions.probs[folds == f]
+        seconds += predictions.seconds
+    return probs, seconds
+
+
+def cleanlab_scores(cfg: DictConfig, scored: Predictions) -> tuple[pd.DataFrame, dict]:
+    """cleanlab's suspicion (1 - label quality) of every instance, cross-validated and in-sample."""
+    ids, labels = scored.sample_index, scored.labels
+    cv_probs, cv_seconds = cross_validated_probabilities(cfg, ids, labels)
+    started = time.perf_counter()
+    cv = cleanlab_suspicion(labels, cv_probs)
+    cv_seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    in_sample = cleanlab_suspicion(labels, scored.probs)
+    in_seconds = scored.predict_seconds + time.perf_counter() - started
+    name = f"cleanlab_cv{int(cfg.cleanlab.folds)}"
+    frame = pd.DataFrame({"sample_index": ids, name: cv, "cleanlab_in_sample": in_sample})
+    return frame, {name: cv_seconds, "cleanlab_in_sample": in_seconds}
+
+
+def check_noise_settings(cfg: DictConfig) -> None:
+    """One-line errors for noise.* and cleanlab.* values that cannot work, before any training."""
+    if not 0.0 < float(cfg.noise.fraction) < 1.0:
+        raise ConfigError(f"noise.fraction={cfg.noise.fraction} is out of range; allowed: between 0 and 1")
+    if float(cfg.data.get("label_noise") or 0.0) != float(cfg.noise.fraction):
+        raise ConfigError(f"data.label_noise={cfg.data.get('label_noise')} differs from noise.fraction="
+                          f"{cfg.noise.fraction}; allowed: data.label_noise=${{noise.fraction}} (the experiment's)")
+    if int(cfg.cleanlab.folds) < 2:
+        raise ConfigError(f"cleanlab.folds={cfg.cleanlab.folds} is out of range; allowed: an integer >= 2")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Task ``label_noise``: label_noise.csv and its figure; returns the metrics written to metrics.json."""
+    check_noise_settings(cfg)
+    out = Path(cfg.paths.output_dir)
+    flips = training_split(cfg).label_flips
+    atomic_write_csv(flips, out / "flipped_labels.csv")
+    candidates, seconds, scored = candidate_scores(cfg)
+    trained_with = dict(zip(scored.sample_index.tolist(), scored.labels.tolist()))
+    if any(trained_with[i] != y for i, y in zip(flips["sample_index"], flips["noisy_label"])):
+        raise RuntimeError("the scored model was not trained with the flipped labels; clear its candidates cache")
+    cleanlab, cleanlab_seconds = cleanlab_scores(cfg, scored)
+    scores = candidates.merge(cleanlab, on="sample_index")
+    table = detection_table(scores, flips["sample_index"], {**seconds, **cleanlab_seconds})
+    atomic_write_csv(table, out / "label_noise.csv")
+    atomic_write_csv(scores.assign(flipped=scores["sample_index"].isin(set(flips["sample_index"]))), out / "scores.csv")
+    plot_precision_recall(scores, flips["sample_index"], out / "label_noise_pr.png",
+                          title=f"{cfg.data.name}: {len(flips)} of {len(scores)} labels flipped")
+    metrics = {"noise/fraction": float(cfg.noise.fraction), "noise/flipped": len(flips)}
+    for row in table.itertuples():
+        metrics.update({f"label_noise/{row.score}/auroc": row.auroc, f"label_noise/{row.score}/ap": row.average_precision,
+                        f"label_noise/{row.score}/seconds": row.seconds})
+    log.info("finding %d flipped labels:\n%s", len(flips), table.round(3).to_string(index=False))
+    return update_json(out / "metrics.json", metrics)

@@ -1,0 +1,48 @@
+"""Task ``validate``: does the score measure memorization? Every candidate score against the Feldman-Zhang reference:
+
+    python -m memlab experiment=sst2_validate [data.source=local data.dir=DIR model=minilm] [fz.models=64]
+
+Reuses (or trains) the FZ subset models (:mod:`memlab.tasks.fz`) and the scored model with
+its candidate scores (:mod:`memlab.tasks.candidate_scores`), then writes ``validation.csv``
+(``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling``), ``validation.png`` (the table as bars),
+``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
+``scores.csv`` (every candidate beside the reference) and ``fz_scores.csv``; ``fz_reliability`` and
+each candidate's Spearman go into metrics.json. The ceiling is sqrt(fz_reliability), the highest
+agreement the reference's noise allows.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..report.study_figures import plot_scores_vs_fz, plot_validation
+from ..studies.feldman_zhang import attenuation_ceiling
+from ..studies.validation import validation_table
+from ..utils.io import atomic_write_csv, update_json
+from .candidate_scores import candidate_scores
+from .fz import fz_reference
+
+log = logging.getLogger("memlab")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Task ``validate``: validation.csv and its figures; returns the metrics written to metrics.json."""
+    out = Path(cfg.paths.output_dir)
+    fz_table, metrics = fz_reference(cfg)
+    candidates, _, _ = candidate_scores(cfg)
+    ceiling = attenuation_ceiling(metrics["fz_reliability"])
+    table = validation_table(candidates, fz_table, ceiling)
+    atomic_write_csv(table, out / "validation.csv")
+    atomic_write_csv(fz_table, out / "fz_scores.csv")
+    atomic_write_csv(candidates.merge(fz_table, on="sample_index"), out / "scores.csv")
+    title = f"{cfg.data.name}: Spearman with FZ ({int(cfg.fz.models)} models, reliability {metrics['fz_reliability']:.2f})"
+    plot_validation(table, out / "validation.png", title=title)
+    plot_scores_vs_fz(candidates, fz_table, out / "validation_by_percentile.png")
+    metrics["validate/ceiling"] = ceiling
+    for row in table.itertuples():
+        metrics[f"validate/{row.score}"] = row.spearman_vs_fz
+        metrics[f"validate/{row.score}/top10"] = row.spearman_vs_fz_top10
+    log.info("validation against Feldman-Zhang (ceiling %.3f):\n%s", ceiling, table.round(3).to_string(index=False))
+    return update_json(out / "metrics.json", metrics)

@@ -1,0 +1,104 @@
+"""The validation and label-noise experiments end to end on generated data (tiny BERT, in-process),
+and the two things they rest on: every subset model gets its own training seed, and label noise
+reaches the training labels."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from memlab.tasks.runner import run
+
+VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_vs_fz_top10", "ceiling"]
+LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
+CANDIDATES = ["loss", "1-P(y|x)", "grad_norm"] + [f"{s}@damping_rel={r}" for r in ("0.001", "0.1", "10")
+                                                   for s in ("mem_score", "loo_score")] \
+    + ["mem_score@study(damping=50+L2)", "tracin"]
+
+
+def _first_epoch_order(datamodule) -> list[int]:
+    datamodule.setup()
+    return [int(i) for b in datamodule.train_dataloader() for i in b["sample_index"]]
+
+
+def test_each_subset_model_gets_its_own_training_seed(tiny_cfg):
+    from memlab.tasks.subset_training import train_on_subset, with_training_seed
+    from memlab.tasks.train import build
+
+    cfg = tiny_cfg("experiment=smoke_validate", "trainer.max_epochs=1")  # resolved, as the tasks see it
+    built = {}
+    for seed in (0, 1):
+        job = with_training_seed(cfg, seed)
+        assert job.seed == job.data.shuffle_seed == job.model.net.seed == seed
+        assert not job.logger and "tracin" not in job.callbacks
+        dm, model, _ = build(job)
+        built[seed] = (_first_epoch_order(dm), model.net.suffix.classifier.weight.detach().clone(),
+                       torch.random.get_rng_state())  # the global RNG after build draws the dropout masks
+    (order0, head0, rng0), (order1, head1, rng1) = built[0], built[1]
+    assert order0 != order1 and sorted(order0) == sorted(order1)   # shuffling
+    assert not torch.equal(head0, head1)                           # head initialisation
+    assert not torch.equal(rng0, rng1)                             # dropout
+    first, _, _, _ = train_on_subset(cfg, 0)
+    again, _, _, _ = train_on_subset(cfg, 0)
+    other, _, _, _ = train_on_subset(cfg, 1)
+    np.testing.assert_array_equal(first.probs, again.probs)       # a seed is reproducible ...
+    assert np.abs(first.probs - other.probs).max() > 1e-3          # ... and another seed is another model
+
+
+def test_label_noise_reaches_the_training_labels(tiny_cfg):
+    import hydra
+
+    cfg = tiny_cfg("experiment=smoke_label_noise", "noise.fraction=0.25")
+    noisy, clean = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.data, label_noise=0.0)
+    noisy.setup(), clean.setup()
+    labels = {name: {e["sample_index"]: int(e["labels"]) for e in dm.full_train.examples}
+              for name, dm in (("noisy", noisy), ("clean", clean))}
+    changed = sorted(i for i in labels["clean"] if labels["clean"][i] != labels["noisy"][i])
+    assert len(changed) == 24 and changed == sorted(noisy.label_flips["sample_index"])  # round(0.25 * 96)
+    assert clean.label_flips is None
+    for split in ("val", "test"):  # only training labels are flipped
+        assert [int(e["labels"]) for e in noisy.splits[split].examples] == \
+            [int(e["labels"]) for e in clean.splits[split].examples]
+
+
+def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("experiment=smoke_validate")
+    metrics = run(cfg)
+    table = pd.read_csv(tmp_path / "validation.csv")
+    assert list(table.columns) == VALIDATION_COLUMNS and table["score"].tolist() == CANDIDATES
+    rho = table[["spearman_vs_fz", "spearman_vs_fz_top10"]].to_numpy()
+    assert np.isfinite(rho).all() and (np.abs(rho) <= 1).all()
+    assert table["ceiling"].tolist() == pytest.approx([np.sqrt(max(metrics["fz_reliability"], 0))] * len(table))
+    fz = pd.read_csv(tmp_path / "fz_scores.csv")
+    assert len(fz) == 96 and (fz["n_in"] + fz["n_out"] == 4).all()
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert scores["tracin"].gt(0).all() and scores["loss"].gt(0).all()
+    for figure in ("validation.png", "validation_by_percentile.png"):
+        assert (tmp_path / figure).stat().st_size > 1000
+    cached = sorted((tmp_path / "cache").rglob("*.npz")) + sorted((tmp_path / "cache").rglob("candidates.csv"))
+    assert len(cached) == 4 + 1 + 1  # FZ models, the scored model's predictions, its candidates
+    stamps = [f.stat().st_mtime_ns for f in cached]
+    run(cfg)  # a second run trains nothing
+    assert [f.stat().st_mtime_ns for f in cached] == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "validation.csv"), table)
+
+
+def test_label_noise_experiment_writes_its_table(tiny_cfg, tmp_path):
+    metrics = run(tiny_cfg("experiment=smoke_label_noise"))
+    flips = pd.read_csv(tmp_path / "flipped_labels.csv")
+    assert len(flips) == 10 and metrics["noise/flipped"] == 10  # round(0.1 * 96)
+    table = pd.read_csv(tmp_path / "label_noise.csv")
+    assert list(table.columns) == LABEL_NOISE_COLUMNS
+    assert sorted(table["score"]) == sorted(CANDIDATES + ["cleanlab_cv5", "cleanlab_in_sample"])
+    assert table["auroc"].between(0, 1).all() and table["auroc"].is_monotonic_decreasing
+    seconds = table.set_index("score")["seconds"]
+    assert (seconds > 0).all() and seconds["cleanlab_cv5"] > seconds["mem_score@damping_rel=0.1"] > seconds["loss"]
+    assert len(list((tmp_path / "cache" / "cleanlab").rglob("fold-*.npz"))) == 5
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert set(scores.loc[scores["flipped"], "sample_index"]) == set(flips["sample_index"])
+    assert (tmp_path / "label_noise_pr.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "metrics.json").read_text())["label_noise/cleanlab_cv5/auroc"] == \
+        pytest.approx(table.set_index("score").loc["cleanlab_cv5", "auroc"])
