@@ -28,7 +28,7 @@ bench-prefix:  ## epoch time with and without the frozen-prefix cache
 bench-parallel:  ## sweeps: one job with 2 threads vs 2 jobs with 1 thread each (training throughput)
 	$(PY) benchmarks/bench_parallel_jobs.py
 
-bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903 SST-2 phrases (hours; not part of make test)
+bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903 SST-2 phrases (~20 min on 2 idle cores; not part of make test)
 	$(PY) benchmarks/bench_scale.py
 
 bench: bench-prefix bench-scores bench-parallel
