@@ -12,7 +12,8 @@ import torch
 
 from memlab.tasks.runner import run
 
-VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_vs_fz_top10", "ceiling"]
+VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_vs_fz_top10", "ceiling", "fz_top10_recovered",
+                      "recovered_vs_loss", "ci_low", "ci_high"]
 LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
 CANDIDATES = ["loss", "1-P(y|x)", "grad_norm"] + [f"{s}@damping_rel={r}" for r in ("0.001", "0.1", "10")
                                                    for s in ("mem_score", "loo_score")] \
