@@ -4,7 +4,8 @@
 
 Reuses (or trains) the FZ subset models (:mod:`memlab.tasks.fz`) and the scored model with
 its candidate scores (:mod:`memlab.tasks.candidate_scores`), then writes ``validation.csv``
-(``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling``), ``validation.png`` (the table as bars),
+(``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling,fz_top10_recovered,recovered_vs_loss,ci_low,
+ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
 ``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
 ``scores.csv`` (every candidate beside the reference) and ``fz_scores.csv``; ``fz_reliability`` and
 each candidate's Spearman go into metrics.json. The ceiling is sqrt(fz_reliability), the highest
@@ -44,5 +45,6 @@ def run(cfg: DictConfig) -> dict:
     for row in table.itertuples():
         metrics[f"validate/{row.score}"] = row.spearman_vs_fz
         metrics[f"validate/{row.score}/top10"] = row.spearman_vs_fz_top10
+        metrics[f"validate/{row.score}/fz_top10_recovered"] = row.fz_top10_recovered
     log.info("validation against Feldman-Zhang (ceiling %.3f):\n%s", ceiling, table.round(3).to_string(index=False))
     return update_json(out / "metrics.json", metrics)
