@@ -43,6 +43,15 @@ class ClassifierModule(L.LightningModule):
         features, _ = split_batch(batch)
         return self.net(**features)
 
+    @torch.no_grad()
+    def predict_logits(self, batch: dict) -> torch.Tensor:
+        """Logits for prediction only: a text network's last layer at [CLS] alone (the same values as
+        the full layer there, at a fraction of the cost); any other network as ``forward``."""
+        features, _ = split_batch(batch)
+        if hasattr(self.net, "suffix"):
+            return self.net(**features, first_token_only=True)
+        return self.net(**features)
+
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])

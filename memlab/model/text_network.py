@@ -112,8 +112,11 @@ class TrainableSuffix(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_classes)
 
-    def forward(self, hidden: Tensor, attention_mask: Tensor, **unused) -> Tensor:
-        hidden = run_layers(self.layers, hidden, attention_mask, first_token_last=self.training)
+    def forward(self, hidden: Tensor, attention_mask: Tensor, first_token_only: bool | None = None,
+                **unused) -> Tensor:
+        """Logits; ``first_token_only`` (default: in training) runs the last layer at [CLS] only."""
+        first = self.training if first_token_only is None else first_token_only
+        hidden = run_layers(self.layers, hidden, attention_mask, first_token_last=first)
         return self.classifier(self.dropout(hidden[:, 0]))
 
 
@@ -131,11 +134,12 @@ class TextClassifierNet(nn.Module):
         self.config = encoder.config
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                hidden: Tensor | None = None, token_type_ids: Tensor | None = None, **unused) -> Tensor:
+                hidden: Tensor | None = None, token_type_ids: Tensor | None = None,
+                first_token_only: bool | None = None, **unused) -> Tensor:
         if hidden is None:
             with torch.no_grad():
                 hidden = self.prefix(input_ids, attention_mask, token_type_ids)
-        return self.suffix(hidden=hidden, attention_mask=attention_mask)
+        return self.suffix(hidden=hidden, attention_mask=attention_mask, first_token_only=first_token_only)
 
 
 class EmbeddingsToLogits(nn.Module):

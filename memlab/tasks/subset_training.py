@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..data.base import ListDataset
 from ..utils.fingerprint import pretrained_fingerprint, short_hash
 from ..utils.io import atomic_write
 from .train import train_model
@@ -87,13 +88,17 @@ class Predictions:
 
 @torch.no_grad()
 def predict_train_split(model, datamodule) -> Predictions:
-    """P(·|x) of every instance of the full training split (the excluded ones too)."""
+    """P(·|x) of every instance of the full training split (the excluded ones too), in its order.
+    Batches run in length order (little padding) through ``model.predict_logits``."""
     model.eval()
     examples = datamodule.full_train
-    loader = datamodule.loader(examples, False, datamodule.eval_batch_size)
-    probs = torch.cat([model(batch).double().softmax(-1) for batch in loader]).numpy()
+    order = sorted(range(len(examples)), key=lambda i: datamodule.example_length(examples[i]))
+    loader = datamodule.loader(ListDataset([examples[i] for i in order]), False, datamodule.eval_batch_size)
+    sorted_probs = torch.cat([model.predict_logits(batch).double().softmax(-1) for batch in loader])
+    probs = torch.empty_like(sorted_probs)
+    probs[torch.tensor(order)] = sorted_probs
     return Predictions(np.asarray(examples.sample_indices(), dtype=np.int64),
-                       np.array([int(e["labels"]) for e in examples.examples], dtype=np.int64), probs)
+                       np.array([int(e["labels"]) for e in examples.examples], dtype=np.int64), probs.numpy())
 
 
 def train_on_subset(cfg: DictConfig, seed: int, exclude: Iterable[int] = (), extra_callbacks: Iterable = ()):
@@ -104,6 +109,8 @@ def train_on_subset(cfg: DictConfig, seed: int, exclude: Iterable[int] = (), ext
     job = with_training_seed(cfg, seed)
     with open_dict(job):
         job.train, job.test, job.ckpt_path = True, False, None
+        # only the predictions on the training split are kept: no validation loop (~10% of the time)
+        job.trainer.limit_val_batches, job.trainer.num_sanity_val_steps = 0, 0
     trained = train_model(job, list(exclude), extra_callbacks)
     predicting = time.perf_counter()
     predictions = predict_train_split(trained.model, trained.datamodule)

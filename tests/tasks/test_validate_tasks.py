@@ -49,6 +49,21 @@ def test_each_subset_model_gets_its_own_training_seed(tiny_cfg):
     assert np.abs(first.probs - other.probs).max() > 1e-3          # ... and another seed is another model
 
 
+def test_predictions_on_the_training_split_equal_the_plain_forward(tiny_cfg):
+    """The fast prediction pass (length order, [CLS]-only last layer) against the full network's
+    eval forward in the data module's order, excluded instances included."""
+    from memlab.tasks.subset_training import train_on_subset
+
+    cfg = tiny_cfg("experiment=smoke_validate", "trainer.max_epochs=1")
+    predictions, model, _, dm = train_on_subset(cfg, 0, exclude=range(0, 96, 3))
+    model.eval()
+    with torch.no_grad():
+        plain = torch.cat([model(b).double().softmax(-1) for b in dm.loader(dm.full_train, False, 7)]).numpy()
+    assert predictions.sample_index.tolist() == dm.full_train.sample_indices() and len(plain) == 96
+    np.testing.assert_allclose(predictions.probs, plain, rtol=0, atol=1e-6)
+    assert np.ptp(plain[:, 0]) > 1e-4  # the model is not constant: the order is tested
+
+
 def test_label_noise_reaches_the_training_labels(tiny_cfg):
     import hydra
 
