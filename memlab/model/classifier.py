@@ -55,12 +55,15 @@ class ClassifierModule(L.LightningModule):
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])
-        if stage == "train" and self.hparams.l2:
-            loss = loss + self.l2_penalty()
-        self.acc[f"{stage}_acc"](logits.argmax(-1), batch["labels"])
         on_step = stage == "train"
+        # the data loss is what is logged: the L2 term (~35 at the start of SST-2) would hide it
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step, batch_size=len(logits))
+        self.acc[f"{stage}_acc"](logits.argmax(-1), batch["labels"])
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
+        if stage == "train" and self.hparams.l2:
+            penalty = self.l2_penalty()
+            self.log("train/l2_penalty", penalty, on_step=False, on_epoch=True, batch_size=len(logits))
+            loss = loss + penalty
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -32,6 +32,7 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
     ``tasks``: the allowed values of ``task`` (memlab.tasks.runner.TASKS), checked first when given."""
     if tasks is not None:
         check_task(cfg.get("task", "train"), tasks)
+    check_run(cfg)
     check_removal(cfg.get("removal"))
     if cfg.get("solver") is not None:
         check_solver("solver", cfg.solver)
@@ -66,6 +67,32 @@ def one_of(key: str, value: Any, allowed) -> None:
 
 def check_task(task: str, tasks: Collection[str]) -> None:
     one_of("task", task, list(tasks))
+
+
+SEED_LIMIT = 2**32 - 1  # numpy and Lightning's seed_everything take seeds in [0, 2**32 - 1]
+
+
+def integer(key: str, value: Any, low: int, high: int | None = None, also: Collection[int] = ()) -> int:
+    """``value`` as an int within [low, high] (or one of ``also``), or a ConfigError naming ``key``."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    allowed += "".join(f" or {a}" for a in also)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value!r} is not an integer; allowed: {allowed}")
+    if value not in also and (value < low or (high is not None and value > high)):
+        raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
+    return value
+
+
+def check_run(cfg: DictConfig) -> None:
+    """The seeds and the training length (Lightning would fail on them only after loading everything)."""
+    for key in ("seed", "data_seed"):
+        if cfg.get(key) is not None:
+            integer(key, cfg.get(key), 0, SEED_LIMIT)
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("max_epochs") is not None:
+        integer("trainer.max_epochs", trainer.get("max_epochs"), 0, also=(-1,))
+    if trainer.get("max_steps") is not None:
+        integer("trainer.max_steps", trainer.get("max_steps"), 1, also=(-1,))
 
 
 def check_removal(removal: DictConfig | None) -> None:

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from ..studies.feldman_zhang import fz_memorization, sample_subsets, spearman_against, split_half_reliability
 from ..utils.io import atomic_write_csv, atomic_write_text, update_json
 from .ranking import load_or_compute_ranking
-from .subset_training import Predictions, predictions_of_subset_model, training_key, training_split
+from .subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
 
 log = logging.getLogger("memlab")
 
@@ -34,34 +33,16 @@ def fz_models_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.cache_dir) / "fz" / key
 
 
-def _train_model(cfg: DictConfig, k: int, exclude: np.ndarray, file: Path) -> None:
-    log.info("Feldman-Zhang model %d/%d (seed %d, %d instances left out)", k + 1, cfg.fz.models,
-             int(cfg.seed) + k, len(exclude))
-    predictions = predictions_of_subset_model(cfg, int(cfg.seed) + k, exclude.tolist())
-    predictions.save(file)
-
-
 def subset_models(cfg: DictConfig, ids: np.ndarray, subsets: np.ndarray) -> list[Predictions]:
-    """Every model's predictions, training the missing ones. A model another process is training
-    (its lock is held) is skipped and waited for at the end."""
+    """Every model's predictions on the whole split, training the missing ones (model k: training
+    seed ``seed + k``, trained on ``subsets[k]``)."""
     model_dir = fz_models_dir(cfg)
     model_dir.mkdir(parents=True, exist_ok=True)
-    files = [model_dir / f"model-{k:03d}.npz" for k in range(len(subsets))]
-    for blocking in (False, True):
-        for k, file in enumerate(files):
-            if file.is_file():
-                continue
-            try:
-                with FileLock(str(file) + ".lock", timeout=-1 if blocking else 0):
-                    if not file.is_file():
-                        _train_model(cfg, k, ids[~subsets[k]], file)
-            except Timeout:
-                continue
-    models = [Predictions.load(f) for f in files]
-    for k, m in enumerate(models):
-        if not np.array_equal(m.sample_index, ids):
-            raise RuntimeError(f"{files[k]} holds another training split; delete {model_dir} to retrain")
-    return models
+    seed, k_models = int(cfg.seed), len(subsets)
+    models = [SubsetModel(model_dir / f"model-{k:03d}.npz", seed + k, ids[~subsets[k]],
+                          f"Feldman-Zhang model {k + 1}/{k_models} (seed {seed + k}, {int((~subsets[k]).sum())} left out)")
+              for k in range(k_models)]
+    return cached_subset_predictions(cfg, models, ids)
 
 
 def check_fz_settings(cfg: DictConfig) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
@@ -27,7 +26,7 @@ from ..report.study_figures import plot_precision_recall
 from ..studies.label_noise import cleanlab_suspicion, detection_table, stratified_folds
 from ..utils.io import atomic_write_csv, update_json
 from .candidate_scores import candidate_scores
-from .subset_training import Predictions, predictions_of_subset_model, training_key, training_split
+from .subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
 
 log = logging.getLogger("memlab")
 
@@ -40,20 +39,13 @@ def cross_validated_probabilities(cfg: DictConfig, ids: np.ndarray, labels: np.n
     fold_dir = Path(cfg.paths.cache_dir) / "cleanlab" / training_key(cfg, seed=int(cfg.seed), folds=n_folds,
                                                                       fold_seed=fold_seed)
     fold_dir.mkdir(parents=True, exist_ok=True)
-    probs, seconds = None, 0.0
-    for f in range(n_folds):
-        file = fold_dir / f"fold-{f}.npz"
-        with FileLock(str(file) + ".lock"):
-            if not file.is_file():
-                log.info("cleanlab cross-validation: fold %d/%d", f + 1, n_folds)
-                predictions = predictions_of_subset_model(cfg, int(cfg.seed), ids[folds == f].tolist())
-                predictions.save(file)
-        predictions = Predictions.load(file)
-        if not np.array_equal(predictions.sample_index, ids):
-            raise RuntimeError(f"{file} holds another training split; delete {fold_dir} to retrain")
-        probs = np.zeros_like(predictions.probs) if probs is None else probs
+    models = [SubsetModel(fold_dir / f"fold-{f}.npz", int(cfg.seed), ids[folds == f],
+                          f"cleanlab cross-validation: fold {f + 1}/{n_folds}") for f in range(n_folds)]
+    fold_models = cached_subset_predictions(cfg, models, ids)
+    probs = np.zeros_like(fold_models[0].probs)
+    for f, predictions in enumerate(fold_models):
         probs[folds == f] = predictions.probs[folds == f]
-        seconds += predictions.seconds
+    seconds = float(sum(p.seconds for p in fold_models))
     return probs, seconds
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data.base import ListDataset
@@ -124,6 +126,39 @@ def predictions_of_subset_model(cfg: DictConfig, seed: int, exclude: Iterable[in
     predictions, *_ = train_on_subset(cfg, seed, exclude)
     gc.collect()
     return predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetModel:
+    """One cached subset model: where its predictions live, its training seed, what it leaves out."""
+
+    file: Path
+    seed: int
+    exclude: np.ndarray  # sample indices
+    description: str = ""  # logged when it is trained
+
+
+def cached_subset_predictions(cfg: DictConfig, models: list[SubsetModel], ids: np.ndarray) -> list[Predictions]:
+    """Every model's predictions, training the missing ones (each claimed by a lock, so several
+    processes share the work: a model another process is training is skipped, then waited for at
+    the end). Every file must hold predictions on the training split ``ids``."""
+    log = logging.getLogger("memlab")
+    for blocking in (False, True):
+        for model in models:
+            if model.file.is_file():
+                continue
+            try:
+                with FileLock(str(model.file) + ".lock", timeout=-1 if blocking else 0):
+                    if not model.file.is_file():
+                        log.info("%s", model.description or f"training {model.file.name}")
+                        predictions_of_subset_model(cfg, model.seed, model.exclude.tolist()).save(model.file)
+            except Timeout:
+                continue
+    loaded = [Predictions.load(m.file) for m in models]
+    for model, predictions in zip(models, loaded):
+        if not np.array_equal(predictions.sample_index, ids):
+            raise RuntimeError(f"{model.file} holds another training split; delete {model.file.parent} to retrain")
+    return loaded
 
 
 def training_split(cfg: DictConfig):
