@@ -232,7 +232,8 @@ def _jsonable_spectrum(spectrum: dict | None) -> dict | None:
 def finalize_scores(frame: pd.DataFrame, texts: Mapping[int, str]) -> pd.DataFrame:
     """scores.csv's table: sample_index,label,text,prob,prediction,mem_score,rank (+ loss, grad_norm_sq, and
     loo_score when the solver's H needed the own term: the score without it, see ``with_own_term``); rank 1
-    is the most memorized (:func:`memlab.studies.ranking.rank_by_memorization`)."""
+    is the most memorized by ``loo_score`` where there is one, else by ``mem_score``
+    (:func:`memlab.studies.ranking.rank_by_memorization`)."""
     frame = frame.copy()
     frame["text"] = frame["sample_index"].map(lambda i: texts.get(int(i), ""))
     frame["rank"] = memorization_rank(frame)  # ties: the smaller sample_index first

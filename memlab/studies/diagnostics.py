@@ -20,7 +20,8 @@ def spearman(a, b) -> float:
 
 def memorized_subset_accuracy(scores: pd.DataFrame, pct: float = 10) -> dict:
     """The trained model's accuracy, mean(prediction == label), on its own top-``pct``% training
-    instances by ``mem_score`` and on the bottom-``pct``% (the study: 27% on SST-2's top-10%).
+    instances (the table's default ranking, ``loo_score`` else ``mem_score``) and on the bottom-``pct``%
+    (the study: 27% on SST-2's top-10%).
     Ordered by :func:`memlab.studies.ranking.rank_by_memorization` (ties: smaller sample_index first),
     so ``top10`` is the set a top-10% removal drops. Empty when the table has no ``prediction``/``label`` column."""
     if not {"prediction", "label"} <= set(scores.columns):
@@ -28,7 +29,7 @@ def memorized_subset_accuracy(scores: pd.DataFrame, pct: float = 10) -> dict:
     m = top_count(len(scores), pct)
     out = {}
     for name, ascending in (("top", False), ("bottom", True)):
-        subset = rank_by_memorization(scores, "mem_score", ascending).head(m)
+        subset = rank_by_memorization(scores, None, ascending).head(m)
         correct = subset["prediction"].to_numpy() == subset["label"].to_numpy()
         out[f"{name}{pct:g}_train_acc"] = float(correct.mean()) if m else float("nan")
     return out

@@ -6,7 +6,7 @@ groups, the top 10% of a validation, the tables a person reads. Ties are broken 
 ``sample_index`` first, whatever the direction, so a top-X% and its reported lowest score always
 agree, and every table that says "rank 1" means the same instance.
 
-    ordered = rank_by_memorization(scores)                 # mem_score, most memorized first
+    ordered = rank_by_memorization(scores)                 # loo_score (else mem_score), most memorized first
     ordered = rank_by_memorization(scores, "loss", ascending=True)
     scores["rank"] = memorization_rank(scores)             # 1 = most memorized
     top = rank_by_memorization(scores).head(top_count(len(scores), 10, at_least_one=True))
@@ -19,21 +19,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DEFAULT_SCORE = "mem_score"
+# The column memlab ranks by when none is named: Eq. 2 without the instance's own curvature term,
+# the score that agrees best with the Feldman-Zhang reference (README, "Does the score measure
+# memorization?"); mem_score, with the own term, follows the loss at small damping. Tables without
+# it (solvers that add no own term, the study's published scores) rank by mem_score.
+DEFAULT_SCORE = "loo_score"
+FALLBACK_SCORE = "mem_score"
 
 
-def rank_by_memorization(scores: pd.DataFrame, column: str = DEFAULT_SCORE,
+def memorization_column(scores: pd.DataFrame) -> str:
+    """The column a table is ranked by by default: ``loo_score`` when it has one, else ``mem_score``."""
+    return DEFAULT_SCORE if DEFAULT_SCORE in scores.columns else FALLBACK_SCORE
+
+
+def rank_by_memorization(scores: pd.DataFrame, column: str | None = None,
                          ascending: bool = False) -> pd.DataFrame:
-    """``scores`` ordered by ``column`` (most memorized first unless ``ascending``), ties broken
-    by the smaller ``sample_index`` first, whatever the direction. ``column="rank", ascending=True``
-    follows a table's own ``rank`` column (1 = most memorized)."""
+    """``scores`` ordered by ``column`` (default :func:`memorization_column`; most memorized first
+    unless ``ascending``), ties broken by the smaller ``sample_index`` first, whatever the direction.
+    ``column="rank", ascending=True`` follows a table's own ``rank`` column (1 = most memorized)."""
+    column = memorization_column(scores) if column is None else column
     if column not in scores.columns:
         raise ValueError(f"cannot rank by {column!r}: the scores have only {', '.join(map(str, scores.columns))}"
                          + (" (loo_score exists only when the solver adds the own term)" if column == "loo_score" else ""))
     return scores.sort_values([column, "sample_index"], ascending=[ascending, True], kind="mergesort")
 
 
-def memorization_rank(scores: pd.DataFrame, column: str = DEFAULT_SCORE) -> pd.Series:
+def memorization_rank(scores: pd.DataFrame, column: str | None = None) -> pd.Series:
     """Every row's place in :func:`rank_by_memorization` (1 = most memorized), aligned with ``scores``."""
     order = rank_by_memorization(scores.reset_index(drop=True), column).index.to_numpy()
     ranks = np.empty(len(scores), dtype=np.int64)
@@ -52,7 +63,7 @@ def load_scores(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     """A scores table from a DataFrame, a CSV, or a JSON-lines file (e.g. shared/reference/*.jsonl).
 
     Columns ``sample_index,label,text,prob,prediction,mem_score,rank`` (rank 1 = most memorized).
-    A missing ``rank`` is derived from ``mem_score`` (:func:`memorization_rank`); a ``prob`` given
+    A missing ``rank`` is derived by :func:`memorization_rank` (``loo_score``, else ``mem_score``); a ``prob`` given
     as the whole softmax vector is reduced to the probability of the gold label.
     """
     if isinstance(source, pd.DataFrame):

@@ -3,10 +3,11 @@ and the summary of a sweep of removal jobs.
 
 A removal job retrains without X% of the training set, chosen by ``strategy``:
 ``top`` (most memorized first), ``bottom`` (least memorized first) or ``random`` (drawn with
-``draw_seed``). ``score`` names the scores.csv column that ranks (``mem_score``, ``loo_score`` or
-``loss``). When it ends, each job writes ``<job dir>/removal_job.json``::
+``draw_seed``). ``score`` names the scores.csv column that ranks (``loo_score``, ``mem_score`` or
+``loss``; by default the table's own ranking column, :func:`memlab.studies.ranking.memorization_column`:
+``loo_score`` where the solver wrote it, else ``mem_score``). When it ends, each job writes ``<job dir>/removal_job.json``::
 
-    {"strategy": "top", "removal_pct": 10, "seed": 0, "draw_seed": 0, "score": "mem_score",
+    {"strategy": "top", "removal_pct": 10, "seed": 0, "draw_seed": 0, "score": "loo_score",
      "status": "ok", "test_acc": 0.875, "min_removed_score": 3.2, "n_removed": 692}
 
 with ``"status": "failed"`` and an ``"error"`` message when it did not finish, and
@@ -29,9 +30,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .ranking import DEFAULT_SCORE, rank_by_memorization, top_count
+from .ranking import DEFAULT_SCORE, memorization_column, rank_by_memorization, top_count  # noqa: F401 (re-exported)
 
 STRATEGIES = ("top", "bottom", "random")
+# What a job record that names no ranking score was ranked by: records predate the field, when
+# memlab ranked by mem_score (jobs since record the column they used).
+LEGACY_SCORE = "mem_score"
 RANKING_SCORES = ("mem_score", "loo_score", "loss")  # the scores.csv columns a removal may rank by
 JOB_FILE = "removal_job.json"
 SKIPPED = "skipped-duplicate"
@@ -52,7 +56,7 @@ def check_score(score: str) -> str:
 
 
 def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int = 0,
-                   score: str = DEFAULT_SCORE) -> list[int]:
+                   score: str | None = None) -> list[int]:
     """The sample indices a removal job drops, sorted ascending.
 
     ``top``: the highest ``score`` first; ``bottom``: the lowest first; ties broken by the
@@ -60,7 +64,7 @@ def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int
     size from ``numpy.random.default_rng(seed)`` over the sorted sample indices, independent of
     the scores.
     """
-    check_score(score)
+    score = memorization_column(scores_df) if score is None else check_score(score)
     n = len(scores_df)
     m = n_to_remove(n, pct)
     if strategy == "random":
@@ -73,9 +77,11 @@ def select_removed(scores_df: pd.DataFrame, strategy: str, pct: float, seed: int
     return sorted(int(i) for i in ordered["sample_index"].head(m))
 
 
-def min_removed_score(scores_df: pd.DataFrame, removed: Sequence[int], score: str = DEFAULT_SCORE) -> float:
-    """The lowest ``score`` among the removed instances (Fig. 1, bottom); NaN when none."""
-    chosen = scores_df.loc[scores_df["sample_index"].isin(list(removed)), check_score(score)]
+def min_removed_score(scores_df: pd.DataFrame, removed: Sequence[int], score: str | None = None) -> float:
+    """The lowest ``score`` (default: the table's ranking column) among the removed instances (Fig. 1,
+    bottom); NaN when none."""
+    score = memorization_column(scores_df) if score is None else check_score(score)
+    chosen = scores_df.loc[scores_df["sample_index"].isin(list(removed)), score]
     return float(chosen.min()) if len(chosen) else math.nan
 
 
@@ -106,7 +112,7 @@ def _job_from_hydra(job_dir: Path) -> dict:
     if "strategy" not in overrides or pct is None or "seed" not in overrides:
         raise ValueError("overrides.yaml does not name strategy, removal_pct and seed")
     return {"strategy": overrides["strategy"], "removal_pct": pct, "seed": overrides["seed"],
-            "draw_seed": overrides.get("draw_seed", 0), "score": overrides.get("score", DEFAULT_SCORE),
+            "draw_seed": overrides.get("draw_seed", 0), "score": overrides.get("score", LEGACY_SCORE),
             "status": "ok", "test_acc": acc, "min_removed_score": metrics.get("min_removed_score")}
 
 
@@ -145,7 +151,7 @@ def _summary_row(record: dict) -> dict:
     return {"strategy": str(record["strategy"]), "removal_pct": float(record["removal_pct"]),
             "seed": int(record["seed"]), "draw_seed": int(record.get("draw_seed") or 0),
             # records written before removal.score existed ranked by mem_score
-            "score": str(record.get("score") or DEFAULT_SCORE), "test_acc": float(record["test_acc"]),
+            "score": str(record.get("score") or LEGACY_SCORE), "test_acc": float(record["test_acc"]),
             "min_removed_score": math.nan if lowest is None else float(lowest)}
 
 
@@ -200,7 +206,7 @@ def collect_sweep(sweep_dir: str | os.PathLike, scores_df: pd.DataFrame | None =
 def with_defaults(summary: pd.DataFrame) -> pd.DataFrame:
     """A summary with every SUMMARY_COLUMNS column: tables from before draw seeds and ranking
     scores were recorded had one draw (0) and ranked by mem_score."""
-    defaults = {"draw_seed": 0, "score": DEFAULT_SCORE, "min_removed_score": math.nan}
+    defaults = {"draw_seed": 0, "score": LEGACY_SCORE, "min_removed_score": math.nan}
     return summary.assign(**{k: v for k, v in defaults.items() if k not in summary.columns})
 
 

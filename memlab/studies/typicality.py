@@ -96,7 +96,7 @@ def match_trees(train_df: pd.DataFrame, trees: Iterable[Node | str], text_column
 
 
 def _ordered_by_memorization(df: pd.DataFrame) -> pd.DataFrame:
-    """Most memorized first: by ``rank`` when present, else ``mem_score`` desc; ties by sample_index."""
+    """Most memorized first: by ``rank`` when present, else the default score desc; ties by sample_index."""
     if "rank" in df.columns:
         return rank_by_memorization(df, "rank", ascending=True)
     return rank_by_memorization(df)

@@ -34,6 +34,7 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
         check_task(cfg.get("task", "train"), tasks)
     check_run(cfg)
     check_removal(cfg.get("removal"))
+    check_removal_score(cfg.get("removal"), cfg.get("solver"))
     if cfg.get("solver") is not None:
         check_solver("solver", cfg.solver)
     check_memorization(cfg.get("callbacks"))
@@ -101,6 +102,16 @@ def check_removal(removal: DictConfig | None) -> None:
         return
     one_of("removal.strategy", removal.get("strategy", "none"), REMOVAL_STRATEGIES)
     number("removal.pct", removal.get("pct", 0), low=0, high=100)
+
+
+def check_removal_score(removal: DictConfig | None, solver: DictConfig | None) -> None:
+    """A ranked removal by ``loo_score`` needs a solver that writes it (one that adds the own term)."""
+    if not removal or removal.get("strategy", "none") not in ("top", "bottom") or solver is None:
+        return
+    if removal.get("score") == "loo_score" and not solver.get("own_term", False):
+        raise ConfigError(f"removal.score=loo_score needs a solver that adds the own term, and solver={solver.get('name')} "
+                          "has solver.own_term=false (its mem_score is already the score without it); "
+                          "allowed: removal.score=mem_score or loss")
 
 
 def check_solver(key: str, solver: DictConfig) -> None:

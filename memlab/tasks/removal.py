@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..studies.ranking import memorization_column
 from ..studies.removal import DEFAULT_SCORE, check_score, min_removed_score, select_removed
 from ..utils.io import atomic_write_text, update_json, warn_bad_cache_entry
 from .ranking import load_or_compute_ranking, ranking_key
@@ -53,7 +54,8 @@ def run(cfg: DictConfig) -> dict:
 def removal_exclusions(cfg: DictConfig, output_dir: Path) -> list[int]:
     """The sample indices this job leaves out, and a removal_job.json marked running."""
     r = cfg.removal
-    score = str(r.get("score", DEFAULT_SCORE))
+    chosen = r.get("score")  # null: the ranking's default column (loo_score where the solver writes it)
+    score = str(chosen or DEFAULT_SCORE)
     record = {"strategy": r.strategy, "removal_pct": float(r.pct), "seed": int(cfg.seed),
               "draw_seed": int(r.get("draw_seed", 0)), "score": score, "status": "running"}
     write_job_record(output_dir, record)
@@ -62,6 +64,7 @@ def removal_exclusions(cfg: DictConfig, output_dir: Path) -> list[int]:
         removed, lowest = [], None
     else:
         scores, scores_file = load_or_compute_ranking(cfg)
+        score = record["score"] = score if chosen else memorization_column(scores)
         removed = select_removed(scores, r.strategy, float(r.pct), seed=int(r.get("draw_seed", 0)), score=score)
         lowest = min_removed_score(scores, removed, score)
         record["ranking"] = str(scores_file)

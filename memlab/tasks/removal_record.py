@@ -103,7 +103,7 @@ def skip_if_duplicate_draw(cfg: DictConfig, output_dir: Path) -> bool:
     if first is None or draw_seed == first:
         return False
     write_job_record(output_dir, {"strategy": r.strategy, "removal_pct": float(r.pct), "seed": int(cfg.seed),
-                                  "draw_seed": draw_seed, "score": r.get("score", DEFAULT_SCORE),
+                                  "draw_seed": draw_seed, "score": r.get("score") or DEFAULT_SCORE,
                                   "status": SKIPPED, "same_as_draw_seed": first})
     log.info("skipped: strategy=%s X=%g%% does not depend on the draw seed; the job of draw_seed=%d runs it",
              r.strategy, float(r.pct), first)

@@ -94,3 +94,13 @@ def test_release_free_memory_works_on_linux():
     import sys
     from memlab.utils.memory import release_free_memory
     assert release_free_memory() is sys.platform.startswith("linux")
+
+
+def test_finalize_scores_ranks_by_loo_score_when_the_solver_writes_it():
+    # the own term reorders: mem_score puts 1 first, loo_score (the default ranking, README "Which score") 3
+    frame = pd.DataFrame({"sample_index": [3, 1, 2], "label": [0, 1, 0], "prob": [.9, .2, .5],
+                          "prediction": [0, 0, 0], "mem_score": [0.1, 5.0, 1.0], "loo_score": [9.0, 5.5, 1.2],
+                          "loss": [.1, 1.6, .7], "grad_norm_sq": [1, 2, 3]})
+    out = scoring.finalize_scores(frame, {})
+    assert out.set_index("sample_index")["rank"].to_dict() == {3: 1, 1: 2, 2: 3}
+    assert list(out.columns)[-1] == "loo_score"

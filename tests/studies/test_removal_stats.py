@@ -142,6 +142,17 @@ def test_the_score_column_chooses_the_removed_rows():
         select_removed(SCORES, "top", 50, score="loo_score")
 
 
+def test_default_ranking_is_loo_score_else_mem_score():
+    from memlab.studies.ranking import memorization_column
+
+    both = pd.DataFrame({"sample_index": [1, 2, 3], "mem_score": [3.0, 2.0, 1.0], "loo_score": [1.0, 2.0, 3.0]})
+    assert memorization_column(both) == "loo_score"
+    assert rank_by_memorization(both)["sample_index"].tolist() == [3, 2, 1]
+    assert select_removed(both, "top", 34) == [3]                      # removal.score=null follows it
+    assert memorization_column(both.drop(columns="loo_score")) == "mem_score"
+    assert rank_by_memorization(both.drop(columns="loo_score"))["sample_index"].tolist() == [1, 2, 3]
+
+
 def test_rank_by_memorization_breaks_ties_by_sample_index_both_ways():
     tied = pd.DataFrame({"sample_index": [5, 3, 4], "loss": [1.0, 1.0, 2.0]})
     assert rank_by_memorization(tied, "loss")["sample_index"].tolist() == [4, 3, 5]

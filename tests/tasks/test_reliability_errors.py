@@ -42,6 +42,8 @@ CASES = [  # overrides (a function of tmp_path), the key, the value and an allow
     (lambda t: ["removal=default", "removal.pct=150"], "removal.pct", "150", "from 0 to 100"),
     (lambda t: ["removal.strategy=bogus", "removal.pct=0"], "removal.strategy", "bogus", "top, bottom, random, none"),
     (lambda t: ["solver.name=bogus"], "solver.name", "bogus", "ekfac"),
+    (lambda t: ["removal=default", "removal.pct=10", "removal.score=loo_score", "solver.own_term=false"], "removal.score", "loo_score",
+     "removal.score=mem_score"),
     (lambda t: ["seed=-1"], "seed", "-1", "from 0 to 4294967295"),
     (lambda t: ["data_seed=1.5"], "data_seed", "1.5", "an integer"),
     (lambda t: ["trainer.max_epochs=bogus"], "trainer.max_epochs", "bogus", "an integer >= 0 or -1"),
