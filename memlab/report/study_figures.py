@@ -82,6 +82,20 @@ def plot_validation(table: pd.DataFrame, path, title: str = "") -> None:
     save_figure(fig, path)
 
 
+def plot_fz_reliability(table: pd.DataFrame, path, target: float = 0.8, title: str = "") -> None:
+    """Split-half reliability of the Feldman-Zhang reference against the number of models (points),
+    the Spearman-Brown projection from all of them (line) and the ``target`` (dashed)."""
+    fig, axes = new_figure(figsize=(5.0, 3.4))
+    ax = axes[0, 0]
+    ax.plot(table["models"], table["projected"], "-", color="grey", lw=1, label="Spearman-Brown from all models")
+    ax.errorbar(table["models"], table["reliability"], yerr=table["half_sd"], fmt="o", ms=4, capsize=2,
+                label="split-half reliability (± sd over splits, of the half)")
+    ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:g}")
+    ax.set(xlabel="models (K)", ylabel="reliability", ylim=(0, 1), title=title or "Feldman-Zhang reference")
+    ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, path)
+
+
 def plot_scores_vs_fz(candidates: pd.DataFrame, fz: pd.DataFrame, path, bins: int = 20) -> None:
     """One panel per candidate: mean FZ memorization (± its standard error over the bin) per
     percentile bin of the candidate; a score that measures memorization rises to the right."""

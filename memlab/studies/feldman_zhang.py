@@ -98,7 +98,8 @@ def fz_memorization(in_subset, outcome, sample_index: Sequence[int] | None = Non
 
 def spearman_brown(r: float, factor: float = 2.0) -> float:
     """Reliability of a measurement ``factor`` times as long as one whose reliability is ``r``."""
-    return float(factor * r / (1 + (factor - 1) * r)) if r == r and r > -1 / (factor - 1) else float("nan")
+    denominator = 1 + (factor - 1) * r
+    return float(factor * r / denominator) if r == r and factor > 0 and denominator > 0 else float("nan")
 
 
 def attenuation_ceiling(reliability: float) -> float:
@@ -140,6 +141,32 @@ def split_half_reliability(in_subset, outcome, n_splits: int = 20, seed: int = 0
     half = float(np.mean(halves))
     return {"reliability": spearman_brown(half), "half": half, "half_sd": float(np.std(halves)),
             "n_splits": len(halves), "n": int(np.median(counts))}
+
+
+def models_for_reliability(reliability: float, models: int, target: float) -> float:
+    """How many models a reference of ``reliability`` from ``models`` models needs to reach ``target``
+    (Spearman-Brown solved for the length factor); NaN when the reliability is not in (0, 1)."""
+    if not (0 < reliability < 1 and 0 < target < 1):
+        return float("nan")
+    return float(models * target * (1 - reliability) / (reliability * (1 - target)))
+
+
+def reliability_by_models(in_subset, outcome, model_counts: Sequence[int], n_splits: int = 20,
+                          seed: int = 0) -> pd.DataFrame:
+    """How the reference's split-half reliability grows with the number of models: for each k in
+    ``model_counts`` (4 <= k <= K), :func:`split_half_reliability` of the first k models, beside the
+    Spearman-Brown projection from all K (``projected``: what k models should give if the K-model
+    value holds). Columns ``models, reliability, half, half_sd, projected``."""
+    inside = _as_matrix(in_subset, "in_subset", bool)
+    values = _as_matrix(outcome, "outcome", float)
+    k_all = inside.shape[0]
+    full = split_half_reliability(inside, values, n_splits, seed)["reliability"]
+    rows = []
+    for k in sorted({int(k) for k in model_counts if 4 <= int(k) <= k_all} | ({k_all} if k_all >= 4 else set())):
+        r = split_half_reliability(inside[:k], values[:k], n_splits, seed)
+        rows.append({"models": k, "reliability": r["reliability"], "half": r["half"], "half_sd": r["half_sd"],
+                     "projected": spearman_brown(full, k / k_all) if full == full else float("nan")})
+    return pd.DataFrame(rows, columns=["models", "reliability", "half", "half_sd", "projected"])
 
 
 def spearman_against(scores_df: pd.DataFrame, fz_df: pd.DataFrame, top_pct: float = 10,

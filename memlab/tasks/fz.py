@@ -1,6 +1,6 @@
 """Task ``fz``: the Feldman-Zhang reference, and the cached K subset models behind it:
 
-    python -m memlab experiment=sst2_fz fz.models=64      # fz_scores.csv, fz_reliability in metrics.json
+    python -m memlab experiment=sst2_fz fz.models=64      # fz_scores.csv, fz_reliability.csv/.png, metrics.json
 
 Model k trains the run's recipe with training seed ``seed + k`` on subset k (``fz.subset_fraction`` of
 the training split, drawn with ``fz.subset_seed``). Its probabilities on the whole split are cached
@@ -19,7 +19,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from ..studies.feldman_zhang import fz_memorization, sample_subsets, spearman_against, split_half_reliability
+from ..report.study_figures import plot_fz_reliability
+from ..studies.feldman_zhang import (fz_memorization, models_for_reliability, reliability_by_models, sample_subsets,
+                                     spearman_against, split_half_reliability)
 from ..utils.io import atomic_write_csv, atomic_write_text, update_json
 from .ranking import load_or_compute_ranking
 from .subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
@@ -55,7 +57,8 @@ def check_fz_settings(cfg: DictConfig) -> None:
 
 def fz_reference(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
     """(per-instance table ``sample_index, label, fz_mem, fz_se, n_in, n_out, fz_mem_correct,
-    fz_se_correct``, summary with ``fz_reliability``) from ``fz.models`` cached subset models."""
+    fz_se_correct``, summary with ``fz_reliability``, reliability by number of models) from
+    ``fz.models`` cached subset models."""
     check_fz_settings(cfg)
     datamodule = training_split(cfg)
     ids = np.asarray(datamodule.full_train.sample_indices(), dtype=np.int64)
@@ -70,7 +73,11 @@ def fz_reference(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
     reliability = split_half_reliability(subsets, prob, splits, seed)
     reliability_correct = split_half_reliability(subsets, correct, splits, seed)
     seconds = [m.seconds for m in models]
+    by_models = reliability_by_models(subsets, prob, [k for k in (8, 16, 24, 32, 48, 64, 96, 128) if k < k_models],
+                                      splits, seed)
     summary = {"fz_reliability": reliability["reliability"], "fz/reliability_half": reliability["half"],
+               "fz/models_for_0.8": models_for_reliability(reliability["reliability"], k_models, 0.8),
+               "fz/models_for_0.9": models_for_reliability(reliability["reliability"], k_models, 0.9),
                "fz/reliability_half_sd": reliability["half_sd"],
                "fz/reliability_correct": reliability_correct["reliability"],
                "fz/models": k_models, "fz/subset_fraction": fraction,
@@ -79,14 +86,25 @@ def fz_reference(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
                "fz/models_dir": str(fz_models_dir(cfg))}
     log.info("Feldman-Zhang reference from %d models: split-half reliability %.3f (0/1 version %.3f)",
              k_models, reliability["reliability"], reliability_correct["reliability"])
-    return table, summary
+    return table, summary, by_models
+
+
+def write_fz_reference(cfg: DictConfig, out: Path) -> tuple[pd.DataFrame, dict]:
+    """:func:`fz_reference`, written: ``fz_scores.csv``, ``fz_reliability.csv`` (reliability by number
+    of models) and ``fz_reliability.png``; returns (per-instance table, summary)."""
+    table, metrics, by_models = fz_reference(cfg)
+    atomic_write_csv(table, out / "fz_scores.csv")
+    atomic_write_csv(by_models, out / "fz_reliability.csv")
+    if len(by_models):
+        plot_fz_reliability(by_models, out / "fz_reliability.png",
+                            title=f"{cfg.data.name}: Feldman-Zhang reliability by number of models")
+    return table, metrics
 
 
 def run(cfg: DictConfig) -> dict:
     """Task ``fz``: the reference, and its Spearman against the cached self-influence ranking."""
     out = Path(cfg.paths.output_dir)
-    table, metrics = fz_reference(cfg)
-    atomic_write_csv(table, out / "fz_scores.csv")
+    table, metrics = write_fz_reference(cfg, out)
     if cfg.fz.get("compare_self_influence"):
         scores, scores_file = load_or_compute_ranking(cfg)
         rho = {c: spearman_against(scores, table, top_pct=10, score_column=c)

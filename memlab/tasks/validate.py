@@ -7,7 +7,8 @@ its candidate scores (:mod:`memlab.tasks.candidate_scores`), then writes ``valid
 (``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling,fz_top10_recovered,recovered_vs_loss,ci_low,
 ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
 ``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
-``scores.csv`` (every candidate beside the reference) and ``fz_scores.csv``; ``fz_reliability`` and
+``scores.csv`` (every candidate beside the reference), ``fz_scores.csv`` and ``fz_reliability.csv/.png``
+(:func:`memlab.tasks.fz.write_fz_reference`); ``fz_reliability`` and
 each candidate's Spearman go into metrics.json. The ceiling is sqrt(fz_reliability), the highest
 agreement the reference's noise allows.
 """
@@ -23,7 +24,7 @@ from ..studies.feldman_zhang import attenuation_ceiling
 from ..studies.validation import validation_table
 from ..utils.io import atomic_write_csv, update_json
 from .candidate_scores import candidate_scores
-from .fz import fz_reference
+from .fz import write_fz_reference
 
 log = logging.getLogger("memlab")
 
@@ -31,12 +32,11 @@ log = logging.getLogger("memlab")
 def run(cfg: DictConfig) -> dict:
     """Task ``validate``: validation.csv and its figures; returns the metrics written to metrics.json."""
     out = Path(cfg.paths.output_dir)
-    fz_table, metrics = fz_reference(cfg)
+    fz_table, metrics = write_fz_reference(cfg, out)
     candidates, _, _ = candidate_scores(cfg)
     ceiling = attenuation_ceiling(metrics["fz_reliability"])
     table = validation_table(candidates, fz_table, ceiling)
     atomic_write_csv(table, out / "validation.csv")
-    atomic_write_csv(fz_table, out / "fz_scores.csv")
     atomic_write_csv(candidates.merge(fz_table, on="sample_index"), out / "scores.csv")
     title = f"{cfg.data.name}: Spearman with FZ ({int(cfg.fz.models)} models, reliability {metrics['fz_reliability']:.2f})"
     plot_validation(table, out / "validation.png", title=title)

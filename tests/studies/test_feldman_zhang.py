@@ -69,6 +69,26 @@ def test_split_half_reliability_of_pure_noise_is_near_zero():
     assert np.isnan(split_half_reliability(in_subset[:3], signal[:3])["reliability"])  # < 4 models
 
 
+def test_reliability_grows_with_the_models_as_spearman_brown_says():
+    from memlab.studies.feldman_zhang import models_for_reliability, reliability_by_models
+
+    rng = np.random.default_rng(3)
+    in_subset = sample_subsets(3000, n_models=48, fraction=0.5, seed=2)
+    effect = rng.normal(size=3000)
+    outcome = rng.random((48, 3000)) * 3 + in_subset * effect  # a weak effect: reliability well below 1
+    table = reliability_by_models(in_subset, outcome, [2, 8, 16, 32, 99])
+    assert table["models"].tolist() == [8, 16, 32, 48]            # < 4 and > K are dropped, K is added
+    r = table["reliability"].to_numpy()
+    assert (np.diff(r) > 0).all() and 0.2 < r[0] < r[-1] < 0.95
+    # the projection from all 48 models predicts the smaller references (it is the model it assumes)
+    assert np.abs(table["projected"] - table["reliability"]).max() < 0.08
+    assert table["projected"].iloc[-1] == pytest.approx(r[-1])
+    # models needed: the inverse of the projection
+    need = models_for_reliability(r[-1], 48, 0.9)
+    assert spearman_brown(r[-1], need / 48) == pytest.approx(0.9)
+    assert np.isnan(models_for_reliability(1.2, 48, 0.9))
+
+
 def test_spearman_against():
     n = 40
     scores = pd.DataFrame({"sample_index": np.arange(n), "mem_score": np.arange(n, dtype=float)})

@@ -90,6 +90,9 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     assert table["ceiling"].tolist() == pytest.approx([np.sqrt(max(metrics["fz_reliability"], 0))] * len(table))
     fz = pd.read_csv(tmp_path / "fz_scores.csv")
     assert len(fz) == 96 and (fz["n_in"] + fz["n_out"] == 4).all()
+    by_models = pd.read_csv(tmp_path / "fz_reliability.csv")  # 4 models: the full reference only
+    assert by_models["models"].tolist() == [4] and by_models["reliability"].iloc[0] == pytest.approx(metrics["fz_reliability"])
+    assert (tmp_path / "fz_reliability.png").stat().st_size > 0
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert scores["tracin"].gt(0).all() and scores["loss"].gt(0).all()
     for figure in ("validation.png", "validation_by_percentile.png"):
