@@ -62,15 +62,20 @@ def sweep_draw_seeds(multirun_cfg: DictConfig) -> list[int] | None:
     """The draw seeds a sweep runs, in its order; None when it does not set ``removal.draw_seed``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = multirun_cfg.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(multirun_cfg.hydra.overrides.task)
+    # unresolved: `removal.draw_seed=${seed}` must stay an interpolation, not become the sweep's first seed
+    params = OmegaConf.to_container(multirun_cfg.hydra.sweeper, resolve=False).get("params") or {}
+    task = OmegaConf.to_container(multirun_cfg.hydra.overrides, resolve=False).get("task") or []
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(task)
     relevant = [a for a in arguments if a.lstrip("+~").split("=", 1)[0] == DRAW_KEY]
     if not relevant:
         return None
     override = OverridesParser.create().parse_overrides(relevant)[-1]  # the command line wins, as in the sweeper
     if override.is_sweep_override():
         return [int(v) for v in override.sweep_string_iterator()]
-    return [int(override.value())]
+    value = override.value()
+    if isinstance(value, str) and "${" in value:  # follows another key (e.g. the seed): one draw per job
+        return None
+    return [int(value)]
 
 
 def first_draw_seed() -> int | None:

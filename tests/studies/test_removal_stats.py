@@ -186,6 +186,11 @@ def test_sweep_draw_seeds_follow_hydra_precedence():
     assert sweep_draw_seeds(multirun({}, ["removal.draw_seed=range(2,4)"])) == [2, 3]
     assert sweep_draw_seeds(multirun({"seed": "0,1"}, ["removal.draw_seed=7"])) == [7]
     assert sweep_draw_seeds(multirun({"seed": "0,1"}, [])) is None
+    # one draw per training seed (the README's paired design): no job repeats another, none may skip;
+    # the interpolation must not resolve against the multirun config's own seed
+    paired = OmegaConf.create({"seed": 0, "hydra": {"sweeper": {"params": params},
+                                                    "overrides": {"task": ["seed=0,1,2", "removal.draw_seed=${seed}"]}}})
+    assert sweep_draw_seeds(paired) is None
     assert depends_on_draw("random", 30) and not depends_on_draw("random", 0)
     assert not depends_on_draw("top", 30) and not depends_on_draw("bottom", 10)
 
