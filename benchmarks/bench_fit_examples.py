@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +52,7 @@ def main() -> None:
     from omegaconf import OmegaConf
     from scipy.stats import spearmanr
 
+    from memlab.callbacks.timing import EpochTimer
     from memlab.studies.ranking import rank_by_memorization, top_count
     from memlab.tasks.candidate_scores import score_with
     from memlab.tasks.subset_training import train_on_subset
@@ -61,9 +61,9 @@ def main() -> None:
     cfg = compose(["experiment=sst2_memorization", "data.source=local", f"data.dir={Path(args.data_dir).resolve()}",
                    "model=minilm", f"trainer.max_epochs={args.epochs}", "logger=none",
                    f"paths.cache_dir={work / 'cache'}"], work)
-    started = time.perf_counter()
     predictions, model, trainer, _ = train_on_subset(cfg, int(cfg.seed))
-    epoch = (time.perf_counter() - started - predictions.predict_seconds) / args.epochs
+    # the training epochs alone (EpochTimer): not the cold prefix-cache build before them
+    epoch = next(c for c in trainer.callbacks if isinstance(c, EpochTimer)).mean_seconds
     base = OmegaConf.to_container(cfg.solver, resolve=True)
     rows, tables = [], {}
     for m in sorted(args.fit_examples):
