@@ -47,8 +47,9 @@ class AttributionCallback(L.Callback):
         scores = result.scores
         solver = result.solver
         chosen = top_instances(scores, self.top_pct)[: self.max_instances]
-        by_index = {int(e["sample_index"]): e for e in dm.splits["train"].examples}
-        examples = [by_index[i] for i in chosen]
+        train = dm.splits["train"]
+        position = {index: p for p, index in enumerate(train.sample_indices())}
+        examples = [train.examples[position[int(i)]] for i in chosen]  # only these examples built
         module, net = pl_module.scoring_module, pl_module.net
         params, objective = trainable_params(module), pl_module.training_objective
         by_sample = scores.set_index("sample_index")

@@ -21,6 +21,7 @@ from ..data.disk_store import storage_dtype
 from ..errors import ConfigError
 from ..model.prefix_cache import prefix_key, with_prefix_outputs
 from ..utils.fingerprint import module_fingerprint
+from ..utils.memory import release_free_memory
 
 
 class FrozenPrefixCache(L.Callback):
@@ -75,3 +76,4 @@ def apply_prefix_cache(dm, net, model_name: str, cache_dir: str | None, dtype=to
 
     dm.transform_splits(transform)
     dm.prefix_cached = True
+    release_free_memory()  # the prefix's freed activations: else held by glibc under the training run's heap

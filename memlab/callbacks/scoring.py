@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigError
 from ..influence.functional import trainable_params
+from ..influence.sampling import EveryNth
 from ..pipeline.scoring import finalize_scores, score_training_set
 from ..studies.diagnostics import score_diagnostics
 from ..studies.ranking import rank_by_memorization
@@ -83,7 +84,7 @@ class ScoringCallback(L.Callback):
         rank, world = trainer.global_rank, trainer.world_size
         loader = dm.score_dataloader(self.batch_size)
         sample_indices = loader.dataset.sample_indices()
-        fit_batches = [b for i, b in enumerate(loader) if i % world == rank]
+        fit_batches = EveryNth(loader, rank, world)  # re-read per pass: a list would hold every batch
         all_reduce = (lambda t: trainer.strategy.reduce(t, reduce_op="sum")) if world > 1 else None
         return score_training_set(module, params, pl_module.training_objective, loader, fit_batches, solver_cfg,
                                   out_dir, sample_indices, self.batches_per_chunk, rank, world, all_reduce,

@@ -1,16 +1,19 @@
-"""What every memlab data module shares: splits held as ``Dataset``s of dict examples that carry a
-stable ``sample_index``, a train split that leaves out a given set of indices (the removal
-studies), deterministic loaders for scoring, and one-line errors for bad input.
+"""What every memlab data module shares: splits held as ``Dataset``s of dict examples (a list of
+dicts, or columns that build each dict when it is read: text) that carry a stable ``sample_index``,
+a train split that leaves out a given set of indices (the removal studies), deterministic loaders
+for scoring, and one-line errors for bad input.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError  # noqa: F401  (defined without Lightning: config checks raise it early)
+from ..utils.memory import release_free_memory
+from .columns import ColumnDataset
 
 
 class ListDataset(Dataset):
@@ -32,15 +35,29 @@ class ListDataset(Dataset):
         drop = {int(i) for i in exclude}
         return ListDataset([e for e in self.examples if int(e["sample_index"]) not in drop])
 
+    def subset(self, positions: Iterable[int]) -> "ListDataset":
+        """The examples at ``positions``, in that order (the same dicts)."""
+        return type(self)([self.examples[int(p)] for p in positions])
+
+    def with_column(self, name: str, values: Sequence) -> "ListDataset":
+        """These examples with field ``name`` set to ``values[i]`` for example i (new dicts)."""
+        if len(values) != len(self):
+            raise ValueError(f"{len(values)} values of {name!r} for {len(self)} examples")
+        return type(self)([{**e, name: values[i]} for i, e in enumerate(self.examples)])
+
     def map(self, fn: Callable[[list[dict]], list[dict]]) -> "ListDataset":
         return ListDataset(fn(self.examples))
+
+
+ExampleDataset = Union[ListDataset, ColumnDataset]  # a split: dict examples, as a list or as columns
 
 
 class MemlabDataModule(L.LightningDataModule):
     """Base of the text and image data modules.
 
     Subclasses implement :meth:`build_splits` returning ``{"train","val","test"} -> ListDataset``
-    and :meth:`collate`. ``exclude`` (sample indices) is removed from the train split only.
+    (or :class:`~memlab.data.columns.ColumnDataset`, as the text modules do) and :meth:`collate`.
+    ``exclude`` (sample indices) is removed from the train split only.
     """
 
     num_classes: int = 2
@@ -60,11 +77,11 @@ class MemlabDataModule(L.LightningDataModule):
         # the label-error benchmark: this fraction of the train labels flipped (seeded), see with_label_noise
         self.label_noise, self.label_noise_seed = float(label_noise or 0.0), int(label_noise_seed)
         self.label_flips = None  # sample_index, original_label, noisy_label of the flipped ones
-        self.splits: dict[str, ListDataset] | None = None
-        self.full_train: ListDataset | None = None
+        self.splits: dict[str, ExampleDataset] | None = None
+        self.full_train: ExampleDataset | None = None
 
     # -- to implement -------------------------------------------------------------------------
-    def build_splits(self) -> dict[str, ListDataset]:
+    def build_splits(self) -> dict[str, ExampleDataset]:
         raise NotImplementedError
 
     def collate(self, examples: list[dict]) -> dict[str, Any]:
@@ -93,8 +110,11 @@ class MemlabDataModule(L.LightningDataModule):
         if len(splits["train"]) == 0:
             raise DataError("removal left the train split empty; lower removal.pct")
         self.splits = splits
+        # the readers' and the tokenizer's lists are freed now, but glibc keeps their pages (145 MiB at
+        # 68k SST-2 phrases) under everything allocated later: give them back
+        release_free_memory()
 
-    def with_label_noise(self, train: ListDataset) -> ListDataset:
+    def with_label_noise(self, train: ExampleDataset) -> ExampleDataset:
         """``train`` with exactly round(label_noise x N) labels flipped to another class (seeded by
         ``label_noise_seed``; which ones: ``self.label_flips``)."""
         from .label_flips import choose_label_flips
@@ -106,8 +126,8 @@ class MemlabDataModule(L.LightningDataModule):
         except ValueError as err:
             raise DataError(f"data.label_noise={self.label_noise}: {err}") from None
         noisy = dict(zip(self.label_flips["sample_index"].tolist(), self.label_flips["noisy_label"].tolist()))
-        return ListDataset([{**e, "labels": torch.tensor(noisy[int(e["sample_index"])])}
-                            if int(e["sample_index"]) in noisy else e for e in train.examples])
+        labels = [noisy.get(i, label) for i, label in zip(train.sample_indices(), labels)]
+        return train.with_column("labels", torch.tensor(labels, dtype=torch.int64))
 
     def set_exclude(self, exclude: Iterable[int]) -> None:
         """Leave these ``sample_index`` values out of the train split (after setup too)."""
@@ -115,7 +135,7 @@ class MemlabDataModule(L.LightningDataModule):
         if self.splits is not None:
             self.splits["train"] = self.full_train.without(self.exclude)
 
-    def transform_splits(self, fn: Callable[[str, ListDataset], ListDataset]) -> None:
+    def transform_splits(self, fn: Callable[[str, ExampleDataset], ExampleDataset]) -> None:
         """Replace every split (and the full train split) by ``fn(name, split)`` (the prefix cache)."""
         assert self.splits is not None, "call setup() first"
         self.full_train = fn("train", self.full_train)
@@ -157,5 +177,10 @@ class MemlabDataModule(L.LightningDataModule):
         With ``group_by_length`` the order is by length (then sample_index): batches pad far less."""
         ds = self.splits["train"]
         if self.group_by_length:
-            ds = ListDataset(sorted(ds.examples, key=lambda e: (self.example_length(e), int(e["sample_index"]))))
+            ds = ds.subset(self.length_order(ds))
         return self.loader(ds, False, batch_size or self.batch_size)
+
+    def length_order(self, ds) -> list[int]:
+        """Positions of ``ds``'s examples by (length, sample_index): the scoring order."""
+        keys = [(self.example_length(e), int(e["sample_index"])) for e in ds.examples]
+        return sorted(range(len(keys)), key=keys.__getitem__)

@@ -3,7 +3,8 @@ generated toys).
 
 ``source``: ``hub`` (real loading code, needs the network), ``local`` (``data.dir`` in the study's CSV
 layout; ``name=sst2_phrases`` also reads ``<dir>/trees/train.txt``) or ``generated``. Examples are
-tokenised once; each carries its stable ``sample_index``. ``limit_train=N`` keeps a seeded sample of
+tokenised once and held as columns (:mod:`memlab.data.columns`: memory does not grow by a dict of
+tensors per example); each carries its stable ``sample_index``. ``limit_train=N`` keeps a seeded sample of
 N training examples (the data seed; scale benchmarks). Cached prefix outputs (``hidden``) are views of
 an on-disk store, read per batch by :meth:`TextDataModule.collate`.
 """
@@ -15,7 +16,8 @@ import os
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .base import DataError, ListDataset, MemlabDataModule
+from .base import DataError, MemlabDataModule
+from .columns import ColumnDataset, RaggedColumn
 from .disk_store import materialize
 from .text_sources import PHRASE_DATASETS, generate, limit_rows, read_hub, read_local, read_local_phrases
 
@@ -64,24 +66,25 @@ class TextDataModule(MemlabDataModule):
             return generate(self.generated_task, self.generated_sizes, self.seed)
         raise DataError(f"unknown data.source={self.source!r} (hub, local, generated)")
 
-    def build_splits(self) -> dict[str, ListDataset]:
+    def build_splits(self) -> dict[str, ColumnDataset]:
         self.frames = self.read_frames()
         self.frames["train"] = limit_rows(self.frames["train"], self.limit_train, self.seed)
-        return {split: ListDataset(self.tokenize(df)) for split, df in self.frames.items()}
+        return {split: self.tokenize(df) for split, df in self.frames.items()}
 
-    def tokenize(self, df) -> list[dict]:
+    def tokenize(self, df) -> ColumnDataset:
+        """The rows of ``df`` tokenised, as columns (a few bytes per example, see
+        :mod:`memlab.data.columns`); each example reads ``{"input_ids", "labels", "sample_index",
+        "text"[, "token_type_ids"]}``, ``text`` joining a pair with `` ||| ``."""
         texts = df["text"].tolist()
         pairs = df["text_pair"].tolist() if self.pair else None
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        has_types = "token_type_ids" in enc and self.pair
-        out = []
-        for i, (label, idx) in enumerate(zip(df["label"].tolist(), df["sample_index"].tolist())):
-            ex = {"input_ids": torch.tensor(enc["input_ids"][i]), "labels": torch.tensor(label),
-                  "sample_index": int(idx), "text": texts[i] if not self.pair else f"{texts[i]} ||| {pairs[i]}"}
-            if has_types:
-                ex["token_type_ids"] = torch.tensor(enc["token_type_ids"][i])
-            out.append(ex)
-        return out
+        columns = {"input_ids": RaggedColumn.from_lists(enc["input_ids"]),
+                   "labels": torch.tensor(df["label"].tolist()),
+                   "sample_index": torch.tensor([int(i) for i in df["sample_index"].tolist()], dtype=torch.int64),
+                   "text": texts if not self.pair else [f"{a} ||| {b}" for a, b in zip(texts, pairs)]}
+        if "token_type_ids" in enc and self.pair:
+            columns["token_type_ids"] = RaggedColumn.from_lists(enc["token_type_ids"])
+        return ColumnDataset(columns)
 
     def collate(self, examples: list[dict]) -> dict:
         pad = self.tokenizer.pad_token_id or 0

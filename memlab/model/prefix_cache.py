@@ -23,8 +23,8 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from ..data.base import ListDataset
-from ..data.disk_store import StoreWriter, open_store, storage_dtype, temporary_store_path
+from ..data.base import ExampleDataset
+from ..data.disk_store import StoreRows, StoreWriter, open_store, storage_dtype, temporary_store_path
 from ..utils.fingerprint import short_hash
 from ..utils.io import warn_bad_cache_entry
 
@@ -73,7 +73,7 @@ def compute_prefix_outputs(prefix: torch.nn.Module, examples: list[dict], batch_
     return out
 
 
-def write_prefix_entry(prefix: torch.nn.Module, dataset: ListDataset, path: str | os.PathLike, key: str | None,
+def write_prefix_entry(prefix: torch.nn.Module, dataset: ExampleDataset, path: str | os.PathLike, key: str | None,
                        batch_size: int = 64, dtype: torch.dtype = torch.float32, desc: str = "prefix") -> Path:
     """Compute the prefix outputs of ``dataset`` batch by batch, each written to ``path``'s store as it
     comes (at most one batch in memory); the file appears, whole, when the last one is written."""
@@ -107,7 +107,7 @@ def write_prefix_entry(prefix: torch.nn.Module, dataset: ListDataset, path: str 
         raise
 
 
-def entry_problem(stored: dict, key: str | None, dataset: ListDataset, dtype: torch.dtype) -> str | None:
+def entry_problem(stored: dict, key: str | None, dataset: ExampleDataset, dtype: torch.dtype) -> str | None:
     """Why a stored entry does not hold this data set's prefix outputs (None: it does)."""
     if key is not None and stored.get("key") != key:
         return f"key {stored.get('key')!r}, expected {key!r}"
@@ -132,10 +132,10 @@ def entry_problem(stored: dict, key: str | None, dataset: ListDataset, dtype: to
     return None
 
 
-def read_prefix_entry(cache_file: Path, key: str | None, dataset: ListDataset, dtype: torch.dtype,
-                      unlink: bool = False) -> list[torch.Tensor] | None:
-    """Views (memory-mapped, tagged for per-batch reads) of the verified hidden states in
-    ``cache_file``, in ``dataset``'s order, or None (one warning if the file is bad)."""
+def read_prefix_entry(cache_file: Path, key: str | None, dataset: ExampleDataset, dtype: torch.dtype,
+                      unlink: bool = False) -> StoreRows | None:
+    """Views (memory-mapped, tagged for per-batch reads, made when indexed) of the verified hidden
+    states in ``cache_file``, in ``dataset``'s order, or None (one warning if the file is bad)."""
     store = open_store(cache_file, unlink=unlink)
     if store is None:
         return None
@@ -147,9 +147,9 @@ def read_prefix_entry(cache_file: Path, key: str | None, dataset: ListDataset, d
     return store.row_views("hidden", store.payload["offsets"].tolist(), store.payload["lengths"].tolist())
 
 
-def with_prefix_outputs(prefix: torch.nn.Module, dataset: ListDataset, cache_file: str | os.PathLike | None,
+def with_prefix_outputs(prefix: torch.nn.Module, dataset: ExampleDataset, cache_file: str | os.PathLike | None,
                         batch_size: int = 64, dtype: torch.dtype = torch.float32, desc: str = "prefix",
-                        key: str | None = None) -> ListDataset:
+                        key: str | None = None) -> ExampleDataset:
     """``dataset`` with a ``hidden`` entry per example (a view of the store, read per batch), read
     from ``cache_file`` when it holds them, else computed into it (a temporary file when None)."""
     dtype = storage_dtype(dtype)
@@ -167,4 +167,4 @@ def with_prefix_outputs(prefix: torch.nn.Module, dataset: ListDataset, cache_fil
                 path.unlink(missing_ok=True)
         if hidden is None:
             raise RuntimeError(f"the prefix store just written to {path} cannot be read back")
-    return ListDataset([{**e, "hidden": h} for e, h in zip(dataset.examples, hidden)])
+    return dataset.with_column("hidden", hidden)  # StoreRows: each view made when its example is read

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..data.disk_store import materialize
 from ..influence.attribution import memorization_attribution, memorization_attributions
 from ..influence.functional import Params, TrainingObjective, gold_probability, per_example_grads
 from ..influence.masking import mask_all_tokens
@@ -43,7 +44,8 @@ def _pad_texts(examples: list[dict], pad_id: int) -> tuple[Tensor, Tensor, Tenso
     pad = torch.nn.utils.rnn.pad_sequence
     ids = pad([e["input_ids"] for e in examples], batch_first=True, padding_value=pad_id)
     mask = pad([torch.ones_like(e["input_ids"]) for e in examples], batch_first=True)
-    hidden = pad([e["hidden"].float() for e in examples], batch_first=True) if "hidden" in examples[0] else None
+    # the prefix states are views of the on-disk store: read with pread, not through its mapping
+    hidden = pad([materialize(e["hidden"]).float() for e in examples], batch_first=True) if "hidden" in examples[0] else None
     labels = torch.stack([e["labels"].view(()) for e in examples])
     return ids, mask, hidden, labels
 
@@ -144,7 +146,7 @@ def attribute_images(module: nn.Module, params: Params, solver, objective: Train
     """Eq. 5 on the feature grid: one score per grid cell (zero feature map as the baseline)."""
     records = []
     for ex in tqdm(examples, desc="memorization attribution", disable=not progress, unit="inst"):
-        feats = ex["features"].float()
+        feats = materialize(ex["features"]).float()  # a view of the feature store: read with pread
         batch = {"features": feats.unsqueeze(0), "labels": ex["labels"].view(1)}
         s = influence_directions(module, params, solver, batch, objective)[0]
         result = memorization_attribution(module, params, s, {"features": feats}, torch.zeros_like(feats),

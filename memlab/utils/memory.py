@@ -30,3 +30,23 @@ def release_free_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def resident_memory() -> dict[str, int]:
+    """This process's resident memory in bytes from ``/proc/self/status``: ``rss`` (VmRSS), ``anon``
+    (RssAnon: heap, what the process itself holds) and ``file`` (RssFile: mapped file pages, e.g. a
+    memory-mapped store's pages once touched); ``{}`` where there is no ``/proc``.
+
+    RSS alone cannot tell a leak from pages of the on-disk stores that were read through their
+    mapping; the split can, which is what the memory tests and ``benchmarks/bench_rss_phases.py`` check."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                parts = line.split()  # "VmRSS:", "123456", "kB"
+                if parts and parts[0] in fields:
+                    out[fields[parts[0]]] = int(parts[1]) * 1024
+    except OSError:
+        return {}
+    return out
