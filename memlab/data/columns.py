@@ -35,6 +35,16 @@ class RaggedColumn:
         values = torch.tensor([v for r in rows for v in r], dtype=dtype)
         return cls(values, offsets, lengths)
 
+    @classmethod
+    def concat(cls, parts: Sequence["RaggedColumn"]) -> "RaggedColumn":
+        """The rows of ``parts`` one after another, as one column (each part's rows whole and in order)."""
+        if not parts:
+            return cls.from_lists([])
+        values = torch.cat([p.values[p.offsets[0]:] if len(p) else p.values[:0] for p in parts]) \
+            if all(_is_compact(p) for p in parts) else torch.cat([p[i] for p in parts for i in range(len(p))])
+        lengths = torch.cat([p.lengths for p in parts])
+        return cls(values, torch.cumsum(lengths, 0) - lengths, lengths)
+
     def __len__(self) -> int:
         return len(self.offsets)
 
@@ -44,6 +54,14 @@ class RaggedColumn:
 
     def take(self, positions: Tensor) -> "RaggedColumn":
         return RaggedColumn(self.values, self.offsets[positions], self.lengths[positions])
+
+
+def _is_compact(column: RaggedColumn) -> bool:
+    """Whether the rows of ``column`` are its values back to back, in order (as from_lists makes them)."""
+    if len(column) == 0:
+        return True
+    return bool((column.offsets[1:] == column.offsets[:-1] + column.lengths[:-1]).all()) and \
+        int(column.offsets[-1] + column.lengths[-1]) == len(column.values)
 
 
 def _take(column: Any, positions: Tensor) -> Any:

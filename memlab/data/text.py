@@ -22,6 +22,9 @@ from .disk_store import materialize
 from .text_sources import PHRASE_DATASETS, generate, limit_rows, read_hub, read_local, read_local_phrases
 
 
+TOKENIZE_CHUNK = 4096  # texts per tokenizer call
+
+
 class TextDataModule(MemlabDataModule):
     def __init__(self, name: str, tokenizer: str, num_classes: int = 2, source: str = "local",
                  dir: str | None = None, pair: bool = False, class_names: list[str] | None = None,
@@ -77,13 +80,23 @@ class TextDataModule(MemlabDataModule):
         "text"[, "token_type_ids"]}``, ``text`` joining a pair with `` ||| ``."""
         texts = df["text"].tolist()
         pairs = df["text_pair"].tolist() if self.pair else None
-        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        columns = {"input_ids": RaggedColumn.from_lists(enc["input_ids"]),
+        ids, types = [], []
+        # a chunk at a time: the tokenizer's encodings (~1-2 KB per text of Python and Rust objects) are
+        # freed before the next chunk, so the heap they fragment does not grow with n
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = slice(start, start + TOKENIZE_CHUNK)
+            enc = self.tokenizer(texts[chunk], pairs[chunk] if pairs else None, truncation=True,
+                                 max_length=self.max_length)
+            ids.append(RaggedColumn.from_lists(enc["input_ids"]))
+            if "token_type_ids" in enc and self.pair:
+                types.append(RaggedColumn.from_lists(enc["token_type_ids"]))
+            del enc
+        columns = {"input_ids": RaggedColumn.concat(ids),
                    "labels": torch.tensor(df["label"].tolist()),
                    "sample_index": torch.tensor([int(i) for i in df["sample_index"].tolist()], dtype=torch.int64),
                    "text": texts if not self.pair else [f"{a} ||| {b}" for a, b in zip(texts, pairs)]}
-        if "token_type_ids" in enc and self.pair:
-            columns["token_type_ids"] = RaggedColumn.from_lists(enc["token_type_ids"])
+        if types:
+            columns["token_type_ids"] = RaggedColumn.concat(types)
         return ColumnDataset(columns)
 
     def collate(self, examples: list[dict]) -> dict:

@@ -120,3 +120,22 @@ def test_prefix_cached_split_holds_no_view_per_example(tmp_path):
         e = dm.splits["train"][7]
         assert is_tagged(e["hidden"]) and e["hidden"].shape == (len(e["input_ids"]), net.config.hidden_size)
     assert counts[0] == counts[1]
+
+
+def test_tokenising_in_chunks_gives_the_same_columns(monkeypatch):
+    """The tokenizer runs a chunk of texts at a time (its encodings are freed between chunks): the
+    columns hold the same token ids as one call over all texts, pairs and token types included."""
+    import memlab.data.text as text
+
+    whole = text_module(50)
+    monkeypatch.setattr(text, "TOKENIZE_CHUNK", 7)
+    chunked = text_module(50)
+    assert [e["input_ids"].tolist() for e in chunked.full_train.examples] == \
+        [e["input_ids"].tolist() for e in whole.full_train.examples]
+    pair = TextDataModule(name="t", tokenizer="tiny-random", source="generated", generated_task="pair", pair=True,
+                          generated_sizes=(30, 8, 8), batch_size=8)
+    pair.setup()
+    frame = pair.frames["train"]
+    reference = pair.tokenizer(frame["text"].tolist(), frame["text_pair"].tolist())
+    assert [e["token_type_ids"].tolist() for e in pair.full_train.examples] == reference["token_type_ids"]
+    assert [e["input_ids"].tolist() for e in pair.full_train.examples] == reference["input_ids"]

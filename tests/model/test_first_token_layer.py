@@ -1,4 +1,4 @@
-"""The training forward computes the last layer at [CLS] only; it must equal the full layers there."""
+"""The suffix computes its last layer at [CLS] only (in every mode); it must equal the full layers there."""
 import pytest
 import torch
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
@@ -29,14 +29,15 @@ def test_first_token_training_forward_equals_full_layers(kind):
     mask[1, 6:] = 0  # padding must be masked for [CLS] as in the full layer
     hidden = net.prefix(ids, mask)
     assert first_token_layer(net.suffix.layers[-1], hidden, additive_mask(mask, hidden.dtype)).shape == (4, 1, 32)
-    grads = {}
     for mode in ("train", "eval"):
         net.suffix.train(mode == "train")
-        net.suffix.zero_grad()
-        logits = net.suffix(hidden=hidden, attention_mask=mask)
-        logits.pow(2).sum().backward()
-        grads[mode] = (logits.detach(), [p.grad.clone() for p in net.suffix.parameters()])
-    torch.testing.assert_close(grads["train"][0], grads["eval"][0], rtol=1e-5, atol=1e-6)
-    for a, b in zip(grads["train"][1], grads["eval"][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    assert grads["eval"][0].abs().sum() > 0
+        grads = {}
+        for first in (None, False):  # the default (first token only) against the full layers
+            net.suffix.zero_grad()
+            logits = net.suffix(hidden=hidden, attention_mask=mask, first_token_only=first)
+            logits.pow(2).sum().backward()
+            grads[first] = (logits.detach(), [p.grad.clone() for p in net.suffix.parameters()])
+        torch.testing.assert_close(grads[None][0], grads[False][0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(grads[None][1], grads[False][1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        assert grads[False][0].abs().sum() > 0

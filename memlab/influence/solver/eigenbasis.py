@@ -38,10 +38,13 @@ class EigenBlock(LinearBlock):
         return self.corrected + 2 * l2 * self.l2_cover
 
 
-def eigenvectors(matrix: Tensor) -> Tensor:
-    """Eigenvectors of a symmetric PSD factor (float64 for accuracy on near-degenerate spectra)."""
+def eigenvectors(matrix: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Eigenvectors of a symmetric PSD factor, in ``dtype`` (the model's, at least float32): a float32
+    model's basis is float32 anyway, and float32 ``eigh`` takes 0.20 s instead of 0.36 s on a 1536 x 1536
+    factor here (orthonormal to 3e-6); where eigenvalues nearly coincide, any basis of their subspace
+    serves, since EK-FAC re-fits the eigenvalues in the basis it is given."""
     matrix = (matrix + matrix.T) / 2
-    return torch.linalg.eigh(matrix.double())[1]
+    return torch.linalg.eigh(matrix.to(torch.promote_types(dtype, torch.float32)))[1]
 
 
 def accumulation_dtype(rotated: Tensor) -> torch.dtype:

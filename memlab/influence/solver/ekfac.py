@@ -51,7 +51,8 @@ class EKFACSolver(InverseHessianSolver):
 
     def __init__(self, damping: float = 0.0, fit_examples: int | None = 2000, labels: str = "sampled",
                  seed: int = 0, batch_size: int | None = None, rotation_dtype: str | None = None,
-                 fit_dtype: str | None = None, score_dtype: str | None = None):
+                 fit_dtype: str | None = None, score_dtype: str | None = None,
+                 score_tolerance: float | None = None):
         super().__init__(damping)
         if labels not in LABEL_MODES:
             raise ValueError(f"ekfac: labels must be one of {LABEL_MODES}, got {labels!r}")
@@ -74,6 +75,12 @@ class EKFACSolver(InverseHessianSolver):
         # CPUs with AVX512-BF16 and GPUs; each rotated entry carries ~0.4% rounding, which averages out
         # in the sums over millions of entries (benchmarks/bench_scores.py reports the ranking change)
         self.rotation_dtype = rotation_dtype
+        # the scoring pass on a truncated eigenbasis (:mod:`.truncation`): per Linear, the fewest
+        # eigen-directions of its larger side whose expected relative error of the quadratic form is at
+        # most this (None: every direction, exact)
+        if score_tolerance is not None and not 0 < float(score_tolerance) < 1:
+            raise ValueError(f"ekfac: score_tolerance must be null or in (0, 1), got {score_tolerance!r}")
+        self.score_tolerance = None if score_tolerance is None else float(score_tolerance)
         self.tracker: FactorTracker | None = None
         self.blocks: list[EigenBlock] = []
         self.diagonal: dict[str, Tensor] = {}  # E[g²] + 2·l2·[covered]
@@ -155,8 +162,8 @@ class EKFACSolver(InverseHessianSolver):
         l2 = objective.l2
         for block, a, g in zip(self.blocks, a_sum, g_sum):
             # the scale of A and G does not matter: only their eigenvectors are used
-            block.q_a = eigenvectors(summed(a.double(), all_reduce)).to(dtype)
-            block.q_g = eigenvectors(summed(g.double(), all_reduce)).to(dtype)
+            block.q_a = eigenvectors(summed(a.double(), all_reduce), dtype).to(dtype)
+            block.q_g = eigenvectors(summed(g.double(), all_reduce), dtype).to(dtype)
             mask = torch.zeros(block.q_a.shape[0], **f64)
             if block.weight in objective.l2_names:
                 mask[:block.module.in_features] = 1.0
@@ -255,6 +262,15 @@ class EKFACSolver(InverseHessianSolver):
             self._scoring = EKFACSelfInfluence(self)
         return self._scoring.terms(batch, l2_grad)
 
+    def _truncation_summary(self) -> dict:
+        """The scoring pass's truncated bases: directions kept per Linear, and the largest expected error."""
+        if self.score_tolerance is None or self._scoring is None or self._scoring._plans is None:
+            return {}
+        plans, used = self._scoring._plans[1], sorted(self._scoring.truncated_used)
+        return {"truncated_blocks": [f"{self.blocks[i].weight}: {plans[i].side} {len(plans[i].keep)}/{plans[i].size}"
+                                     for i in used],
+                "truncation_max_expected_error": max((plans[i].expected_error for i in used), default=0.0)}
+
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"blocks": [{"weight": b.weight, "bias": b.bias, "q_a": b.q_a, "q_g": b.q_g,
@@ -280,4 +296,5 @@ class EKFACSolver(InverseHessianSolver):
     def describe(self) -> dict:
         return {**super().describe(), "fit_examples": self.fit_examples, "labels": self.labels, "seed": self.seed,
                 "rotation_dtype": self.rotation_dtype, "fit_dtype": self.fit_dtype, "score_dtype": self.score_dtype,
+                "score_tolerance": self.score_tolerance, **self._truncation_summary(),
                 "linear_blocks": len(self.blocks), "diagonal_params": len(self.diagonal)}

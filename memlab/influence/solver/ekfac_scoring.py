@@ -18,6 +18,7 @@ from torch import Tensor
 from ..functional import Params, unflatten
 from ..tracking import Factors, FactorTracker, gram_norm_sq
 from .eigenbasis import EigenBlock, accumulation_dtype, rotated_tiles
+from .truncation import TruncationPlan, truncated_quadratic_form, truncation_plan
 
 
 class FittedEKFAC(Protocol):
@@ -26,6 +27,9 @@ class FittedEKFAC(Protocol):
     tracker: FactorTracker
     blocks: list[EigenBlock]
     diagonal: dict[str, Tensor]
+    score_tolerance: float | None
+
+    def _bases(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]: ...
 
     def score_autocast(self) -> torch.dtype | None: ...
 
@@ -42,6 +46,33 @@ class EKFACSelfInfluence:
     def __init__(self, solver: FittedEKFAC):
         self.solver = solver
         self._l2_cache: tuple[Tensor, list[Tensor], dict[str, Tensor]] | None = None
+        self._plans: tuple[tuple, list[TruncationPlan | None]] | None = None
+        self._l2_products: tuple[tuple, list[Tensor | None]] | None = None
+        self.truncated_used: set[int] = set()  # the Linears scored on their truncated basis (many live tokens)
+        self._norms_done: set[int] = set()  # this batch's Linears whose ‖DW‖² came with their quadratic form
+
+    def plans(self) -> list[TruncationPlan | None]:
+        """Per Linear, its truncated eigenbasis (:mod:`.truncation`) under ``solver.score_tolerance``, or
+        None (the exact path: no tolerance, one live token, or too little to gain); cached per λ and fit."""
+        inverses = self.solver.inverse_eigenvalues()
+        key = tuple(id(w) for w in inverses) + (self.solver.score_tolerance,)
+        if self._plans is None or self._plans[0] != key:
+            tol = self.solver.score_tolerance
+            self._plans = (key, [None if tol is None else truncation_plan(w.view(b.corrected.shape), b.corrected, tol)
+                                 for w, b in zip(inverses, self.solver.blocks)])
+        return self._plans[1]
+
+    def _l2_product(self, i: int, l2_blocks: list[Tensor]) -> Tensor:
+        """M = Q_G (L2_rot ∘ W) Q_Aᵀ [out, in(+1)] of block ``i``: g_iᵀ(H+λI)⁻¹l2_grad on that Linear is
+        Σ_t g_tᵀ M a_t, one forward's cost (a truncated basis has no full rotated gradient to dot with)."""
+        key = (id(l2_blocks), tuple(id(w) for w in self.solver.inverse_eigenvalues()))
+        if self._l2_products is None or self._l2_products[0] != key:
+            self._l2_products = (key, [None] * len(self.solver.blocks))
+        products = self._l2_products[1]
+        if products[i] is None:
+            block, inverse = self.solver.blocks[i], self.solver.inverse_eigenvalues()[i]
+            products[i] = block.q_g @ (l2_blocks[i] * inverse.view(l2_blocks[i].shape)) @ block.q_a.T
+        return products[i]
 
     def terms(self, batch: Mapping[str, Tensor], l2_grad: Tensor | None = None
               ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
@@ -53,9 +84,11 @@ class EKFACSelfInfluence:
         b = probs.shape[0]
         norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
         l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
-        for ag in factors:
-            norm_sq += gram_norm_sq(ag)
-        quad, cross = self._quadratic_forms(factors, l2_blocks, b, probs.device)
+        quad, cross, truncated_norms = self._quadratic_forms(factors, l2_blocks, b, probs.device)
+        norm_sq += truncated_norms  # the truncated Linears' ‖DW‖², from their Gram matrices
+        for i, ag in enumerate(factors):
+            if i not in self._norms_done:
+                norm_sq += gram_norm_sq(ag)
         for n, d in solver.diagonal.items():
             g = draw.diag[n].reshape(b, -1)
             inverse = 1.0 / solver.denominator(d).reshape(-1)
@@ -79,15 +112,32 @@ class EKFACSelfInfluence:
         return self._l2_cache[1], self._l2_cache[2]
 
     def _quadratic_forms(self, factors: list[Factors | None], l2_blocks: list[Tensor] | None, batch: int,
-                         device: torch.device) -> tuple[Tensor, Tensor | None]:
+                         device: torch.device) -> tuple[Tensor, Tensor | None, Tensor]:
         """Per example, Σ over Linears of Σ_oi rotated²/(Λ + λ) and (with ``l2_blocks``, the L2
-        gradient in the eigenbasis) Σ_oi rotated·l2/(Λ + λ), float64 [B]. One live token: the
-        outer-product form (g Q_G)² W (a Q_A)², a matrix product instead of per-example tiles."""
+        gradient in the eigenbasis) Σ_oi rotated·l2/(Λ + λ), float64 [B], and the sum of ‖DW‖² over the
+        Linears scored on a truncated basis (their Gram matrices give it; the others' is left to the
+        caller). One live token: the outer-product form (g Q_G)² W (a Q_A)², a matrix product instead
+        of per-example tiles."""
         inverses = self.solver.inverse_eigenvalues()
+        plans = self.plans()
         quad = torch.zeros(batch, dtype=torch.float64, device=device)
+        norms = torch.zeros_like(quad)
+        self._norms_done = set()
         cross = torch.zeros_like(quad) if l2_blocks is not None else None
         for i, ag in enumerate(factors):
             if ag is None:
+                continue
+            if plans[i] is not None and ag[0].shape[1] > 1:
+                a, g = ag
+                q_g, q_a = self.solver._bases(self.solver._rotation(a.dtype))[i]
+                m = self._l2_product(i, l2_blocks) if cross is not None else None
+                q, c, norm = truncated_quadratic_form(plans[i], a, g, q_a, q_g, rotated_tiles, m)
+                quad += q.double()
+                norms += norm.double()
+                self._norms_done.add(i)
+                if c is not None:
+                    cross += c.double()
+                self.truncated_used.add(i)
                 continue
             rotated_g, rotated_a = self.solver.rotated(i, ag)
             weights = inverses[i].view(rotated_g.shape[2], rotated_a.shape[2])
@@ -105,4 +155,4 @@ class EKFACSelfInfluence:
                 if cross is not None:
                     cross[rows] += (flat @ l2_weighted).double()
                 quad[rows] += (flat.square_() @ flat_weights).double()
-        return quad, cross
+        return quad, cross, norms
