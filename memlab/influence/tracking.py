@@ -216,14 +216,15 @@ class FactorTracker:
             factors.append(None if a is None else (a, g))
         return factors
 
-    def gold_draw(self, batch: Mapping[str, Tensor], autocast: torch.dtype | None = None
+    def gold_draw(self, batch: Mapping[str, Tensor], autocast: torch.dtype | None = None, exact_logits: bool = True
                   ) -> tuple[Tensor, FactorDraw, list[Factors | None]]:
         """(probs, the normalised gold-label draw, its live token factors) of one batch, in eval mode.
-        ``autocast``: the backward in that dtype, seeded by a full-precision forward's logit gradient."""
+        ``autocast``: the backward in that dtype, seeded by a full-precision forward's logit gradient
+        (``exact_logits``; else the probabilities too come from the autocast forward)."""
         batch = to_device(batch, params_device(self.params))
         with eval_mode(self.module):
             exact = None
-            if autocast is not None:  # full-precision logits: P(y|x), the loss and ∇L's size stay exact
+            if autocast is not None and exact_logits:  # full precision: P(y|x), the loss and ∇L's size stay exact
                 with torch.no_grad():
                     exact = logits_fn(self.module, self.params, split_batch(batch)[0])
             probs, draws = self.draws(batch, "gold", None, normalize=True, autocast=autocast, exact_logits=exact)

@@ -314,12 +314,18 @@ def test_ekfac_bfloat16_scoring_pass_keeps_probabilities_exact(bf16_kernels):
                for i in range(0, 24, 8)]
     params = trainable_params(suffix)
     runs = {}
-    for dtype in (None, "bfloat16"):
-        solver = make_solver("ekfac", 1e-3, fit_examples=None, score_dtype=dtype).fit(suffix, params, batches)
-        runs[dtype] = {k: torch.cat([r[k] for r in memorization_scores(suffix, params, batches, solver, own_term_n=24)])
-                       for k in ("prob", "loss", "mem_score", "loo_score", "grad_norm_sq")}
-    full, half = runs[None], runs["bfloat16"]
+    for dtype, exact in ((None, True), ("bfloat16", True), ("bfloat16", False)):
+        solver = make_solver("ekfac", 1e-3, fit_examples=None, score_dtype=dtype, exact_logits=exact).fit(
+            suffix, params, batches)
+        runs[dtype, exact] = {k: torch.cat([r[k] for r in memorization_scores(suffix, params, batches, solver,
+                                                                               own_term_n=24)])
+                              for k in ("prob", "loss", "mem_score", "loo_score", "grad_norm_sq")}
+    full, half, fast = runs[None, True], runs["bfloat16", True], runs["bfloat16", False]
     assert torch.equal(full["prob"], half["prob"]) and torch.equal(full["loss"], half["loss"])
+    # exact_logits=False: P(y|x) and the loss from the bf16 forward itself, close to the float32 ones
+    assert not torch.equal(full["loss"], fast["loss"])
+    assert ((fast["loss"] / full["loss"] - 1).abs() < 0.05).all()
+    assert spearmanr(full["loo_score"], fast["loo_score"])[0] > 0.99
     assert not torch.equal(full["loo_score"], half["loo_score"])  # the option changes the arithmetic
     rel = (half["loo_score"] / full["loo_score"] - 1).abs()
     assert rel.median() < 0.01 and spearmanr(full["loo_score"], half["loo_score"])[0] > 0.99

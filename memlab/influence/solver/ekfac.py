@@ -52,7 +52,7 @@ class EKFACSolver(InverseHessianSolver):
     def __init__(self, damping: float = 0.0, fit_examples: int | None = 2000, labels: str = "sampled",
                  seed: int = 0, batch_size: int | None = None, rotation_dtype: str | None = None,
                  fit_dtype: str | None = None, score_dtype: str | None = None,
-                 score_tolerance: float | None = None):
+                 score_tolerance: float | None = None, exact_logits: bool = True):
         super().__init__(damping)
         if labels not in LABEL_MODES:
             raise ValueError(f"ekfac: labels must be one of {LABEL_MODES}, got {labels!r}")
@@ -71,6 +71,9 @@ class EKFACSolver(InverseHessianSolver):
         # with the logit gradient of a full-precision forward: P(y|x), the loss and the size of ∇L stay
         # exact; the factors carry ~0.5% rounding, the same order as the bf16 rotations they feed
         self.score_dtype = score_dtype
+        # with score_dtype: P(y|x), the loss and the backward's seed from a separate float32 forward
+        # (exact; ~2/3 of the scoring pass's forward/backward on a CPU), else from the bf16 one
+        self.exact_logits = bool(exact_logits)
         # per-example rotations in bfloat16 (float32 accumulation, squares in float32): 2-3x faster on
         # CPUs with AVX512-BF16 and GPUs; each rotated entry carries ~0.4% rounding, which averages out
         # in the sums over millions of entries (benchmarks/bench_scores.py reports the ranking change)
@@ -296,5 +299,5 @@ class EKFACSolver(InverseHessianSolver):
     def describe(self) -> dict:
         return {**super().describe(), "fit_examples": self.fit_examples, "labels": self.labels, "seed": self.seed,
                 "rotation_dtype": self.rotation_dtype, "fit_dtype": self.fit_dtype, "score_dtype": self.score_dtype,
-                "score_tolerance": self.score_tolerance, **self._truncation_summary(),
+                "score_tolerance": self.score_tolerance, "exact_logits": self.exact_logits, **self._truncation_summary(),
                 "linear_blocks": len(self.blocks), "diagonal_params": len(self.diagonal)}

@@ -31,6 +31,8 @@ class FittedEKFAC(Protocol):
 
     def _bases(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]: ...
 
+    exact_logits: bool
+
     def score_autocast(self) -> torch.dtype | None: ...
 
     def rotated(self, i: int, factors: Factors) -> tuple[Tensor, Tensor]: ...
@@ -80,7 +82,7 @@ class EKFACSelfInfluence:
         (probs [B, C], g_iᵀ(H+λI)⁻¹g_i [B], g_iᵀ(H+λI)⁻¹l2_grad [B] or None, ‖g_i‖² [B]), float64,
         without materialising g_i: from the hooks' token factors, rotated a few examples at a time."""
         solver = self.solver
-        probs, draw, factors = solver.tracker.gold_draw(batch, solver.score_autocast())
+        probs, draw, factors = solver.tracker.gold_draw(batch, solver.score_autocast(), solver.exact_logits)
         b = probs.shape[0]
         norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
         l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
