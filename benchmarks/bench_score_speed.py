@@ -6,12 +6,13 @@ model, scored with each solver setting against the exact reference (issue #15):
 
 Trains ``experiment=sst2_memorization`` (packaged MiniLM, 1 epoch) once in this process, then for each
 setting fits EK-FAC (``fit_examples``) and runs the scoring pass (``score_tolerance``: the truncated
-eigenbasis of :mod:`memlab.influence.solver.truncation`; none: every direction) over every training
-instance. Prints per setting the fit's and the pass's seconds, (fit + pass) / epoch, the truncated
-Linears, and the agreement of ``mem_score`` and ``loo_score`` with the reference (the first setting:
-the 2000-example fit, exact pass): Spearman over all instances and over the reference's top 10% by
-``loo_score``, and the median / 99th percentile / largest relative difference. The agreement holds
-whatever else runs; the seconds only on an idle machine (run it alone).
+eigenbasis of :mod:`memlab.influence.solver.truncation`, none: every direction; ``exact_logits``: P(y|x)
+and the loss from a separate float32 forward) over every training instance. Prints per setting the
+fit's and the pass's seconds, (fit + pass) / epoch, the truncated Linears, and the agreement of
+``mem_score`` and ``loo_score`` with the reference (the first setting, memlab's previous default: the
+2000-example fit, exact pass, exact logits): Spearman over all instances and over the reference's top 10% by ``loo_score``, and the median / 99th percentile /
+largest relative difference. The agreement holds whatever else runs; the seconds only on an idle
+machine (run it alone).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit_examples import ROOT, compose  # noqa: E402
 
-SETTINGS = [(2000, None), (1000, None), (1000, 0.01), (1000, 0.003)]  # (fit_examples, score_tolerance)
+# (fit_examples, score_tolerance, exact_logits): the old default first (the reference), then each change
+SETTINGS = [(2000, None, True), (1000, None, True), (1000, 0.01, True), (1000, 0.01, False), (1000, 0.03, False)]
 
 
 def main() -> None:
@@ -65,21 +67,23 @@ def main() -> None:
     params = trainable_params(module)
     n = len(dm.splits["train"])
     solver_cfg = OmegaConf.to_container(cfg.solver, resolve=True)
-    options = {k: v for k, v in solver_cfg.get("options", {}).items() if k not in ("fit_examples", "score_tolerance")}
+    varied = ("fit_examples", "score_tolerance", "exact_logits")
+    options = {k: v for k, v in solver_cfg.get("options", {}).items() if k not in varied}
 
     rows, scores = [], []
-    for fit_examples, tolerance in SETTINGS:
+    for fit_examples, tolerance, exact in SETTINGS:
         started = time.perf_counter()
         solver, _ = fit_solver(solver_cfg["name"], module, params, EveryNth(loader), objective, damping=None,
                                damping_rel=solver_cfg["damping_rel"], fit_examples=fit_examples,
-                               score_tolerance=tolerance, **options)
+                               score_tolerance=tolerance, exact_logits=exact, **options)
         fit = time.perf_counter() - started
         started = time.perf_counter()
         out = list(memorization_scores(module, params, loader, solver, objective, own_term_n=n))
         seconds = time.perf_counter() - started
         scores.append({k: torch.cat([r[k] for r in out]).double().numpy() for k in ("mem_score", "loo_score")})
         info = solver.describe()
-        rows.append({"fit_examples": fit_examples, "score_tolerance": tolerance, "fit_s": fit, "pass_s": seconds,
+        rows.append({"fit_examples": fit_examples, "score_tolerance": tolerance, "exact_logits": exact,
+                     "fit_s": fit, "pass_s": seconds,
                      "scoring_per_epoch": (fit + seconds) / epoch,
                      "truncated": "; ".join(info.get("truncated_blocks", [])) or "-"})
     reference = scores[0]
@@ -98,7 +102,7 @@ def main() -> None:
     print(f"{args.data} (n = {n}), MiniLM, 1 epoch: one training epoch {epoch:.1f} s; reference: the first row")
     with pd.option_context("display.width", 250, "display.max_colwidth", 60):
         print(table.drop(columns="truncated").round(5).to_string(index=False))
-        print(table[["fit_examples", "score_tolerance", "truncated"]].to_string(index=False))
+        print(table[["fit_examples", "score_tolerance", "exact_logits", "truncated"]].to_string(index=False))
     print(f"-> {out}")
 
 
