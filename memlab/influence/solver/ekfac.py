@@ -209,6 +209,10 @@ class EKFACSolver(InverseHessianSolver):
         q_g, q_a = self._bases(dtype)[i]
         return g.to(dtype) @ q_g, a.to(dtype) @ q_a
 
+    def eigenbases(self, factor_dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        """(Q_G, Q_A) of every Linear in the rotation dtype used for token factors of ``factor_dtype``."""
+        return self._bases(self._rotation(factor_dtype))
+
     def _bases(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
         """(Q_G, Q_A) of every Linear in ``dtype``, converted once per fit."""
         key = (dtype, tuple(id(b.q_g) for b in self.blocks))

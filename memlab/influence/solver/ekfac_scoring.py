@@ -31,7 +31,7 @@ class FittedEKFAC(Protocol):
     diagonal: dict[str, Tensor]
     score_tolerance: float | None
 
-    def _bases(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]: ...
+    def eigenbases(self, factor_dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]: ...
 
     exact_logits: bool
 
@@ -135,7 +135,7 @@ class EKFACSelfInfluence:
                 continue
             if plans[i] is not None and ag[0].shape[1] > 1:
                 a, g = ag
-                q_g, q_a = self.solver._bases(self.solver._rotation(a.dtype))[i]
+                q_g, q_a = self.solver.eigenbases(a.dtype)[i]
                 m = self._l2_product(i, l2_blocks) if cross is not None else None
                 q, c, norm = truncated_quadratic_form(plans[i], a, g, q_a, q_g, rotated_tiles, m)
                 quad += q.double()
