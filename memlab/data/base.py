@@ -35,6 +35,10 @@ class ListDataset(Dataset):
         drop = {int(i) for i in exclude}
         return ListDataset([e for e in self.examples if int(e["sample_index"]) not in drop])
 
+    def column(self, name: str) -> list:
+        """Field ``name`` of every example, in order."""
+        return [e[name] for e in self.examples]
+
     def subset(self, positions: Iterable[int]) -> "ListDataset":
         """The examples at ``positions``, in that order (the same dicts)."""
         return type(self)([self.examples[int(p)] for p in positions])
@@ -119,7 +123,7 @@ class MemlabDataModule(L.LightningDataModule):
         ``label_noise_seed``; which ones: ``self.label_flips``)."""
         from .label_flips import choose_label_flips
 
-        labels = [int(e["labels"]) for e in train.examples]
+        labels = [int(y) for y in train.column("labels")]
         try:
             self.label_flips = choose_label_flips(train.sample_indices(), labels, self.label_noise,
                                                   self.label_noise_seed, self.num_classes)

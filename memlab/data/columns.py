@@ -74,8 +74,8 @@ def _take(column: Any, positions: Tensor) -> Any:
 
 
 class ExampleSequence(Sequence):
-    """``dataset.examples`` of a :class:`ColumnDataset`: its examples as a read-only sequence of
-    dicts, each built when it is indexed (a slice gives a list)."""
+    """``dataset.examples`` of a :class:`ColumnDataset`: its examples as stored (:meth:`ColumnDataset.row`),
+    a read-only sequence of dicts, each built when it is indexed (a slice gives a list)."""
 
     def __init__(self, dataset: "ColumnDataset"):
         self.dataset = dataset
@@ -85,12 +85,12 @@ class ExampleSequence(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self.dataset[j] for j in range(*i.indices(len(self)))]
-        return self.dataset[i]
+            return [self.dataset.row(j) for j in range(*i.indices(len(self)))]
+        return self.dataset.row(i)
 
     def __iter__(self) -> Iterator[dict]:
         for i in range(len(self)):
-            yield self.dataset[i]
+            yield self.dataset.row(i)
 
 
 class ColumnDataset(Dataset):
@@ -114,15 +114,25 @@ class ColumnDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, i: int) -> dict:
+    def row(self, i: int) -> dict:
+        """Example ``i`` as stored (``examples[i]``); what a loader gets is ``self[i]``, which a subclass
+        may change (the image features are read from their store there)."""
         if not -self._len <= i < self._len:
             raise IndexError(f"example {i} of {self._len}")
         i = int(i) % self._len
         return {name: int(col[i]) if name in self.int_fields else col[i] for name, col in self.columns.items()}
 
+    def __getitem__(self, i: int) -> dict:
+        return self.row(i)
+
     @property
     def examples(self) -> ExampleSequence:
         return ExampleSequence(self)
+
+    def column(self, name: str) -> Any:
+        """Field ``name`` of every example, as its column (no example is built: the image split's
+        features are not read)."""
+        return self.columns[name]
 
     def sample_indices(self) -> list[int]:
         index = self.columns["sample_index"]
@@ -131,7 +141,7 @@ class ColumnDataset(Dataset):
     def subset(self, positions: Sequence[int] | Tensor) -> "ColumnDataset":
         """The examples at ``positions``, in that order (columns shared, not copied)."""
         positions = torch.as_tensor(positions, dtype=torch.int64)
-        return ColumnDataset({name: _take(col, positions) for name, col in self.columns.items()}, self.int_fields)
+        return type(self)({name: _take(col, positions) for name, col in self.columns.items()}, self.int_fields)
 
     def without(self, exclude: Iterable[int]) -> "ColumnDataset":
         drop = torch.tensor(sorted({int(i) for i in exclude}), dtype=torch.int64)
@@ -143,4 +153,4 @@ class ColumnDataset(Dataset):
         in place)."""
         if len(values) != len(self):
             raise ValueError(f"{len(values)} values of {name!r} for {len(self)} examples")
-        return ColumnDataset({**self.columns, name: values}, self.int_fields)
+        return type(self)({**self.columns, name: values}, self.int_fields)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from memlab.data.base import DataError, ListDataset, MemlabDataModule
+from memlab.data.base import DataError, MemlabDataModule
+from memlab.data.columns import ColumnDataset
 from memlab.data.disk_store import Store, materialize
 from memlab.data.feature_cache import FEATURE_DTYPES, cache_file, cache_key, cached_features
 from memlab.data.image_sources import ImageSource, open_source
@@ -48,21 +49,15 @@ def feature_chunks(backbone, images: np.ndarray, rows: np.ndarray, batch_size: i
             yield feats
 
 
-class FeatureDataset(ListDataset):
-    """Examples whose features are stored compactly (float16 by default); items come out float32."""
+class FeatureDataset(ColumnDataset):
+    """Examples as columns (labels, sample indices, and the features as lazy views of the on-disk store:
+    no Python object per example, see :mod:`memlab.data.columns`); an item's features are read from the
+    store when it is indexed and come out float32 (stored float16 by default)."""
 
     def __getitem__(self, i: int) -> dict:
-        example = self.examples[i]
+        example = self.row(i)  # as stored: ``examples[i]`` keeps the tagged view
         features = materialize(example["features"])  # read from the store now, not through its mapping
-        if features is not example["features"] or features.dtype != torch.float32:
-            example = {**example, "features": features.float()}
-        return example
-
-    def without(self, exclude: Iterable[int]) -> "FeatureDataset":
-        return FeatureDataset(super().without(exclude).examples)
-
-    def map(self, fn) -> "FeatureDataset":
-        return FeatureDataset(fn(self.examples))
+        return {**example, "features": features.float()}
 
 
 class ImageFeatureDataModule(MemlabDataModule):
@@ -182,7 +177,7 @@ class ImageFeatureDataModule(MemlabDataModule):
                 "weights": weights_tag(self.backbone_name, seed=self.seed, channels=self.feature_channels),
                 "dtype": self.feature_dtype}
 
-    def build_splits(self) -> dict[str, ListDataset]:
+    def build_splits(self) -> dict[str, FeatureDataset]:
         if self.requested_num_classes not in (None, self.num_classes):  # a missing folder fails here too
             raise DataError(f"data.num_classes={self.requested_num_classes} but {self.source.name} has "
                             f"{self.num_classes} classes; pass data.num_classes={self.num_classes}")
@@ -219,10 +214,9 @@ class ImageFeatureDataModule(MemlabDataModule):
     def _examples(store: Store) -> FeatureDataset:
         """Examples whose features are views of the store (read per batch by :func:`materialize`)."""
         labels = store.payload["labels"].long().clone()  # small: in memory, not mapped
-        rows = store.payload["sample_index"].tolist()
-        features = store.row_views("features", range(len(rows)))
-        return FeatureDataset([{"features": features[i], "labels": labels[i], "sample_index": int(rows[i])}
-                               for i in range(len(rows))])
+        rows = store.payload["sample_index"].long().clone()
+        return FeatureDataset({"features": store.row_views("features", range(len(rows))), "labels": labels,
+                               "sample_index": rows})
 
     # -- batches and display ------------------------------------------------------------------------
     def collate(self, examples: list[dict]) -> dict[str, Any]:

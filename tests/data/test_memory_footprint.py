@@ -139,3 +139,29 @@ def test_tokenising_in_chunks_gives_the_same_columns(monkeypatch):
     reference = pair.tokenizer(frame["text"].tolist(), frame["text_pair"].tolist())
     assert [e["token_type_ids"].tolist() for e in pair.full_train.examples] == reference["token_type_ids"]
     assert [e["input_ids"].tolist() for e in pair.full_train.examples] == reference["input_ids"]
+
+
+def test_image_feature_split_holds_no_object_per_example(tmp_path):
+    """The image features' train split of 200 examples holds as many tensors and dicts as that of 20
+    (the features are lazy views of the store), and its examples still read as before: a tagged view
+    as stored, float32 features read from the store through the loader, a label flip per chosen one."""
+    from memlab.data.disk_store import is_tagged
+    from memlab.data.image import ImageFeatureDataModule
+
+    counts = []
+    for n in (20, 200):
+        dm = ImageFeatureDataModule(source="generated", backbone="random", train_size=n, val_size=8, test_size=8,
+                                    seed=3, batch_size=8, cache_dir=str(tmp_path / f"cache{n}"), device="cpu",
+                                    exclude=[0])
+        dm.setup()
+        counts.append((footprint(dm.full_train)[0], footprint(dm.splits["train"])[0]))
+    assert counts[0] == counts[1]
+    stored, loaded = dm.splits["train"].examples[3], dm.splits["train"][3]
+    assert is_tagged(stored["features"]) and not is_tagged(loaded["features"])
+    assert loaded["features"].dtype == torch.float32 and torch.equal(loaded["features"], stored["features"].float())
+    dm.label_noise = 0.1  # the label-noise benchmark's flips: from the label column, no features read
+    noisy = dm.with_label_noise(dm.full_train)
+    position = {i: p for p, i in enumerate(noisy.sample_indices())}
+    flips = dm.label_flips
+    assert len(flips) == 20 and type(noisy) is type(dm.full_train)
+    assert all(int(noisy.examples[position[i]]["labels"]) == y for i, y in zip(flips["sample_index"], flips["noisy_label"]))
