@@ -28,7 +28,7 @@ bench-prefix:  ## epoch time with and without the frozen-prefix cache
 bench-parallel:  ## sweeps: one job with 2 threads vs 2 jobs with 1 thread each (training throughput)
 	$(PY) benchmarks/bench_parallel_jobs.py
 
-bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903 SST-2 phrases (~20 min on 2 idle cores; not part of make test)
+bench-scale:  ## epoch, scoring time and peak RSS for n = 1000, 6920, all 67,903 SST-2 phrases and the 6920 sentences (~7 min on 2 idle cores; not part of make test)
 	$(PY) benchmarks/bench_scale.py
 
 bench-fz-vmap:  ## FZ subset models: one at a time vs all at once with stack_module_state + vmap (ms per model-step)

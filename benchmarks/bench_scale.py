@@ -1,6 +1,6 @@
 """Scale: how training, scoring and memory grow with the number of training instances n.
 
-    python benchmarks/bench_scale.py                  (make bench-scale; needs ../shared/data, ~hours on 2 cores)
+    python benchmarks/bench_scale.py                  (make bench-scale; needs ../shared/data, ~7 min on 2 idle cores)
     python benchmarks/bench_scale.py --dry-run        the commands only
     python benchmarks/bench_scale.py --tiny           the whole pipeline on a generated treebank (a check, minutes)
 
