@@ -7,7 +7,8 @@ ids; the texts are the data frame's strings) and 16 bytes for the prefix states.
 
 :class:`ColumnDataset` keeps each field as one column (token ids as one flat tensor with offsets,
 labels and sample indices as one tensor each, the texts as a list of str, the prefix states as
-:class:`~memlab.data.disk_store.StoreRows`) and builds an example's dict only when it is indexed: to the code that reads them, examples are the same dicts as before
+:class:`~memlab.data.disk_store.StoreRows`) and builds an example's dict only when it is indexed: to
+the code that reads them, examples are the same dicts as before
 (``input_ids`` a 1-D int64 tensor, ``labels`` a 0-d tensor, ``sample_index`` an int, ``text`` a str,
 ``hidden`` a tagged view of the store). Subsets (removal, reordering) are index tensors into shared
 columns, so they copy nothing either.
@@ -37,13 +38,12 @@ class RaggedColumn:
 
     @classmethod
     def concat(cls, parts: Sequence["RaggedColumn"]) -> "RaggedColumn":
-        """The rows of ``parts`` one after another, as one column (each part's rows whole and in order)."""
+        """The rows of ``parts`` one after another, as one column; each part compact, as
+        :meth:`from_lists` makes it (its rows its values back to back)."""
         if not parts:
             return cls.from_lists([])
-        values = torch.cat([p.values[p.offsets[0]:] if len(p) else p.values[:0] for p in parts]) \
-            if all(_is_compact(p) for p in parts) else torch.cat([p[i] for p in parts for i in range(len(p))])
         lengths = torch.cat([p.lengths for p in parts])
-        return cls(values, torch.cumsum(lengths, 0) - lengths, lengths)
+        return cls(torch.cat([p.values for p in parts]), torch.cumsum(lengths, 0) - lengths, lengths)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -54,14 +54,6 @@ class RaggedColumn:
 
     def take(self, positions: Tensor) -> "RaggedColumn":
         return RaggedColumn(self.values, self.offsets[positions], self.lengths[positions])
-
-
-def _is_compact(column: RaggedColumn) -> bool:
-    """Whether the rows of ``column`` are its values back to back, in order (as from_lists makes them)."""
-    if len(column) == 0:
-        return True
-    return bool((column.offsets[1:] == column.offsets[:-1] + column.lengths[:-1]).all()) and \
-        int(column.offsets[-1] + column.lengths[-1]) == len(column.values)
 
 
 def _take(column: Any, positions: Tensor) -> Any:

@@ -38,7 +38,7 @@ class EveryNth:
 
     Why not a list of those batches: a list holds them all (for prefix-cached SST-2 phrases their
     hidden states, ~1.2 GB at 68k instances) for as long as the curvature fit and the scoring pass
-    run, while the solvers keep only their seeded subsample (EK-FAC: 2000 examples) in memory."""
+    run, while the solvers keep only their seeded subsample (EK-FAC: 1000 examples) in memory."""
 
     def __init__(self, batches: Iterable[Batch], start: int = 0, step: int = 1):
         if iter(batches) is batches:

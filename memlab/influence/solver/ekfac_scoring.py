@@ -53,7 +53,6 @@ class EKFACSelfInfluence:
         self._plans: tuple[tuple, list[TruncationPlan | None]] | None = None
         self._l2_products: tuple[tuple, list[Tensor | None]] | None = None
         self.truncated_used: set[int] = set()  # the Linears scored on their truncated basis (many live tokens)
-        self._norms_done: set[int] = set()  # this batch's Linears whose ‖DW‖² came with their quadratic form
 
     def plans(self) -> list[TruncationPlan | None]:
         """Per Linear, its truncated eigenbasis (:mod:`.truncation`) under ``solver.score_tolerance``, or
@@ -65,6 +64,15 @@ class EKFACSelfInfluence:
             self._plans = (key, [None if tol is None else truncation_plan(w.view(b.corrected.shape), b.corrected, tol)
                                  for w, b in zip(inverses, self.solver.blocks)])
         return self._plans[1]
+
+    def truncation_summary(self) -> dict:
+        """The truncated bases the pass has used: directions kept per Linear, and the largest expected error."""
+        if self._plans is None or not self.truncated_used:
+            return {}
+        plans, used = self._plans[1], sorted(self.truncated_used)
+        return {"truncated_blocks": [f"{self.solver.blocks[i].weight}: {plans[i].side} {len(plans[i].keep)}/"
+                                     f"{plans[i].size}" for i in used],
+                "truncation_max_expected_error": max(plans[i].expected_error for i in used)}
 
     def _l2_product(self, i: int, l2_blocks: list[Tensor]) -> Tensor:
         """M = Q_G (L2_rot ∘ W) Q_Aᵀ [out, in(+1)] of block ``i``: g_iᵀ(H+λI)⁻¹l2_grad on that Linear is
@@ -86,13 +94,8 @@ class EKFACSelfInfluence:
         solver = self.solver
         probs, draw, factors = solver.tracker.gold_draw(batch, solver.score_autocast(), solver.exact_logits)
         b = probs.shape[0]
-        norm_sq = torch.zeros(b, dtype=torch.float64, device=probs.device)
         l2_blocks, l2_diag = self._rotated_l2(l2_grad) if l2_grad is not None else (None, None)
-        quad, cross, truncated_norms = self._quadratic_forms(factors, l2_blocks, b, probs.device)
-        norm_sq += truncated_norms  # the truncated Linears' ‖DW‖², from their Gram matrices
-        for i, ag in enumerate(factors):
-            if i not in self._norms_done:
-                norm_sq += gram_norm_sq(ag)
+        quad, cross, norm_sq = self._quadratic_forms(factors, l2_blocks, b, probs.device)
         for n, d in solver.diagonal.items():
             g = draw.diag[n].reshape(b, -1)
             inverse = 1.0 / solver.denominator(d).reshape(-1)
@@ -120,15 +123,13 @@ class EKFACSelfInfluence:
     def _quadratic_forms(self, factors: list[Factors | None], l2_blocks: list[Tensor] | None, batch: int,
                          device: torch.device) -> tuple[Tensor, Tensor | None, Tensor]:
         """Per example, Σ over Linears of Σ_oi rotated²/(Λ + λ) and (with ``l2_blocks``, the L2
-        gradient in the eigenbasis) Σ_oi rotated·l2/(Λ + λ), float64 [B], and the sum of ‖DW‖² over the
-        Linears scored on a truncated basis (their Gram matrices give it; the others' is left to the
-        caller). One live token: the outer-product form (g Q_G)² W (a Q_A)², a matrix product instead
+        gradient in the eigenbasis) Σ_oi rotated·l2/(Λ + λ), and Σ over Linears of ‖DW‖², float64 [B]
+        (a truncated Linear's from the Gram matrices its form computes anyway). One live token: the outer-product form (g Q_G)² W (a Q_A)², a matrix product instead
         of per-example tiles."""
         inverses = self.solver.inverse_eigenvalues()
         plans = self.plans()
         quad = torch.zeros(batch, dtype=torch.float64, device=device)
         norms = torch.zeros_like(quad)
-        self._norms_done = set()
         cross = torch.zeros_like(quad) if l2_blocks is not None else None
         for i, ag in enumerate(factors):
             if ag is None:
@@ -140,11 +141,11 @@ class EKFACSelfInfluence:
                 q, c, norm = truncated_quadratic_form(plans[i], a, g, q_a, q_g, rotated_tiles, m)
                 quad += q.double()
                 norms += norm.double()
-                self._norms_done.add(i)
                 if c is not None:
                     cross += c.double()
                 self.truncated_used.add(i)
                 continue
+            norms += gram_norm_sq(ag)
             rotated_g, rotated_a = self.solver.rotated(i, ag)
             weights = inverses[i].view(rotated_g.shape[2], rotated_a.shape[2])
             if rotated_a.shape[1] == 1:
