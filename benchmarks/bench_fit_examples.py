@@ -29,7 +29,7 @@ def compose(overrides: list[str], out: Path):
     from omegaconf import OmegaConf, open_dict
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "memlab" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):

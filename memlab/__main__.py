@@ -10,13 +10,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from memlab.config_dir import config_dir
 from memlab.tasks.runner import main as run_job
 from memlab.tasks.failed_jobs import FAILED_IN_SWEEPS
 
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "memlab" / "conf"
+CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 

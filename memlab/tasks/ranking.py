@@ -18,6 +18,7 @@ import pandas as pd
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..config_dir import config_dir
 from ..utils.fingerprint import file_sha1, pretrained_fingerprint, short_hash
 from ..utils.io import atomic_write_text, warn_bad_cache_entry
 from .train import fit_and_test, save_metrics
@@ -31,7 +32,7 @@ COSMETIC_TRAINER_KEYS = ("default_root_dir", "enable_progress_bar", "enable_mode
                          "log_every_n_steps", "logger", "callbacks")
 RANKING_MANIFEST = "ranking.json"
 # The config group file that names the scoring callback, for runs that do not configure one themselves.
-SCORING_CALLBACK_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "callbacks" / "memorization.yaml"
+SCORING_CALLBACK_CONFIG = config_dir() / "callbacks" / "memorization.yaml"
 
 
 def ranking_key(cfg: DictConfig, keys=RANKING_KEYS) -> str:

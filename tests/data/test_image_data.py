@@ -20,7 +20,7 @@ from memlab.data.image_sources import FashionMnistSource, open_source
 from memlab.model.backbones import build_backbone
 from memlab.model.feature_mlp import FeatureMLP
 
-CONF = Path(__file__).resolve().parents[2] / "memlab" / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def generated(tmp_path, **kw) -> ImageFeatureDataModule:

@@ -9,7 +9,7 @@ import pytest
 from memlab.data.base import DataError
 from memlab.data.text import TextDataModule
 
-CONF_DATA = Path(__file__).resolve().parents[2] / "memlab" / "conf" / "data"
+CONF_DATA = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def make(**kw):
