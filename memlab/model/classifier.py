@@ -66,6 +66,12 @@ class ClassifierModule(L.LightningModule):
             loss = loss + penalty
         return loss
 
+    def on_train_start(self) -> None:
+        # Lightning keeps each submodule's mode, and a module made with from_pretrained starts in eval
+        # mode: without this the trainable encoder layers would train without their dropout. Frozen
+        # parts (text prefix, image backbone) stay in eval mode by their own train().
+        self.net.train()
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 

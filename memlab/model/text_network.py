@@ -108,11 +108,20 @@ class TrainableSuffix(nn.Module):
     carries gradient anyway. ``first_token_only=False`` runs the full layers.
     """
 
-    def __init__(self, layers, hidden_size: int, num_classes: int, dropout: float = 0.1):
+    def __init__(self, layers, hidden_size: int, num_classes: int, dropout: float = 0.1, layer_dropout: bool = True):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_classes)
+        self.layer_dropout = layer_dropout
+        self.train(self.training)  # from_pretrained left the layers in eval mode: follow the suffix's own
+
+    def train(self, mode: bool = True) -> "TrainableSuffix":
+        """Train mode switches the layers' own dropout on (the encoder's, 0.1 in DistilBERT and MiniLM,
+        as the study trained); with ``layer_dropout=False`` only the head's dropout is (memlab < 0.2)."""
+        super().train(mode)
+        self.layers.train(mode and self.layer_dropout)
+        return self
 
     def forward(self, hidden: Tensor, attention_mask: Tensor, first_token_only: bool | None = None,
                 **unused) -> Tensor:
@@ -125,14 +134,16 @@ class TrainableSuffix(nn.Module):
 class TextClassifierNet(nn.Module):
     """prefix -> suffix. ``forward`` takes token ids, or the cached prefix output as ``hidden``."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, freeze_layers: int = 4, dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, num_classes: int, freeze_layers: int = 4, dropout: float = 0.1,
+                 layer_dropout: bool = True):
         super().__init__()
         embeddings, layers = encoder_parts(encoder)
         if not 0 <= freeze_layers <= len(layers):
             raise ValueError(f"freeze_layers={freeze_layers} but the encoder has {len(layers)} layers")
         self.freeze_layers = freeze_layers
         self.prefix = FrozenPrefix(embeddings, list(layers)[:freeze_layers])
-        self.suffix = TrainableSuffix(list(layers)[freeze_layers:], encoder.config.hidden_size, num_classes, dropout)
+        self.suffix = TrainableSuffix(list(layers)[freeze_layers:], encoder.config.hidden_size, num_classes, dropout,
+                                      layer_dropout)
         self.config = encoder.config
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
@@ -164,10 +175,11 @@ class EmbeddingsToLogits(nn.Module):
 
 
 def build_text_classifier(pretrained: str, num_classes: int, freeze_layers: int = 4, dropout: float = 0.1,
-                          seed: int = 0) -> TextClassifierNet:
-    """Hydra target: load ``pretrained`` (hub id, folder, ``packaged:NAME`` or ``tiny-random``)."""
+                          seed: int = 0, layer_dropout: bool = True) -> TextClassifierNet:
+    """Hydra target: load ``pretrained`` (hub id, folder, ``packaged:NAME`` or ``tiny-random``).
+    ``layer_dropout``: the trainable layers train with the encoder's dropout (the study's setting)."""
     from .encoders import load_encoder
 
     encoder = load_encoder(pretrained, seed=seed)
     torch.manual_seed(seed)  # the head's initialisation follows the training seed
-    return TextClassifierNet(encoder, num_classes, freeze_layers, dropout)
+    return TextClassifierNet(encoder, num_classes, freeze_layers, dropout, layer_dropout)
