@@ -87,9 +87,17 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def carve_split(df: pd.DataFrame, n: int | float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, carved): a seeded sample of ``n`` rows (or a fraction) taken out of ``df``."""
-    k = int(round(n * len(df))) if isinstance(n, float) and n < 1 else int(n)
-    carved = df.sample(n=min(k, len(df)), random_state=seed)
+    """(rest, carved): a seeded sample of ``n`` rows (or a fraction) taken out of ``df``, stratified by
+    label (each class gives its share, largest remainders first), so a balanced file splits balanced."""
+    k = min(int(round(n * len(df))) if isinstance(n, float) and n < 1 else int(n), len(df))
+    counts = df["label"].value_counts().sort_index()
+    exact = counts * k / len(df)
+    quota = np.floor(exact).astype(int)
+    short = k - int(quota.sum())
+    quota[(exact - quota).sort_values(ascending=False, kind="stable").index[:short]] += 1
+    carved = pd.concat([df[df["label"] == label].sample(n=int(q), random_state=seed)
+                        for label, q in quota.items() if q > 0]) if k else df.iloc[:0]
+    carved = carved.sort_index()
     return df.drop(carved.index).reset_index(drop=True), carved.reset_index(drop=True)
 
 

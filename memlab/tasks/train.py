@@ -74,8 +74,10 @@ def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks
     timer = next(c for c in trainer.callbacks if isinstance(c, EpochTimer))
     metrics["train/epoch_seconds"] = timer.mean_seconds
     metrics["train/n_examples"] = len(datamodule.splits["train"]) if datamodule.splits else 0
-    if "split_from_train" in cfg.data:  # whether dev/test were carved out of train.csv
+    if "split_from_train" in cfg.data:  # whether dev/test were carved out of train.csv (stratified, data_seed)
         metrics["data/split_from_train"] = int(bool(cfg.data.split_from_train))
+        for split in ("val", "test"):
+            metrics[f"data/n_{split}"] = len(datamodule.splits[split]) if datamodule.splits else 0
     return Trained(datamodule, model, trainer, metrics)
 
 
