@@ -5,14 +5,12 @@
 
 ``task=train`` with a strategy other than ``none`` runs this. The job's ``removal_job.json``
 (:mod:`memlab.tasks.removal_record`) says what it removed and how it ended. A job that would repeat
-the sweep's first draw seed skips itself; a full-data job (X = 0) is the same for every strategy,
-so its metrics are cached per training seed under ``paths.cache_dir/full_data`` and reused. That
-entry is keyed by data, model and data seed, records its key and is checked on read (a bad one is
-retrained after one warning that names it).
+the sweep's first draw seed skips itself. A job that finished before, in this sweep or an earlier run
+of it, is not trained again: its stored result (:mod:`memlab.tasks.removal_results`; X = 0 is shared
+by every strategy) is copied into the job dir; ``removal.reuse=false`` retrains.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,14 +19,13 @@ from omegaconf import DictConfig
 
 from ..studies.ranking import memorization_column
 from ..studies.removal import DEFAULT_SCORE, check_score, min_removed_score, select_removed
-from ..utils.io import atomic_write_text, update_json, warn_bad_cache_entry
-from .ranking import load_or_compute_ranking, ranking_key
+from ..utils.io import update_json
+from .ranking import load_or_compute_ranking
 from .removal_record import finish_job_record, skip_if_duplicate_draw, write_job_record
+from .removal_results import result_file, store_result, stored_result
 from .train import fit_and_test, save_metrics
 
 log = logging.getLogger("memlab")
-
-FULL_DATA_KEYS = ("data", "model", "data_seed")  # what a full-data job's result depends on, besides its seed
 
 
 def run(cfg: DictConfig) -> dict:
@@ -38,26 +35,42 @@ def run(cfg: DictConfig) -> dict:
     # all before training: a ranking run must not disturb this job's seeded state
     if skip_if_duplicate_draw(cfg, output_dir):  # top/bottom/X = 0 repeat the sweep's first draw seed
         return {"status": "skipped-duplicate"}
-    exclude = removal_exclusions(cfg, output_dir)
-    cached = cached_full_data_metrics(cfg)
-    if cached is not None:  # X = 0 is the same job for every strategy: train it once per seed
-        log.info("full-data result for seed %s reused from the cache", cfg.seed)
-        metrics = update_json(output_dir / "metrics.json", {**cached, "removal/reused_full_data": 1})
-        finish_job_record(output_dir, metrics)
-        return metrics
+    stored = stored_result(cfg)
+    if stored is not None:
+        return reuse_stored_result(cfg, output_dir, stored)
+    record = {}
+    exclude = removal_exclusions(cfg, output_dir, record)
     metrics = save_metrics(output_dir, fit_and_test(cfg, exclude), started)
     finish_job_record(output_dir, metrics)
-    store_full_data_metrics(cfg, metrics)
+    store_result(cfg, metrics, record)
     return metrics
 
 
-def removal_exclusions(cfg: DictConfig, output_dir: Path) -> list[int]:
-    """The sample indices this job leaves out, and a removal_job.json marked running."""
+def reuse_stored_result(cfg: DictConfig, output_dir: Path, stored: dict) -> dict:
+    """This job's earlier result, written into its dir as if it had just trained (``reused`` marked)."""
+    r = cfg.removal
+    removed = stored.get("removed") or {}
+    write_job_record(output_dir, {"strategy": r.strategy, "removal_pct": float(r.pct), "seed": int(cfg.seed),
+                                  "draw_seed": int(r.get("draw_seed", 0)),
+                                  "score": removed.get("score") or str(r.get("score") or DEFAULT_SCORE),
+                                  "status": "running", "reused": str(result_file(cfg)),
+                                  **{k: v for k, v in removed.items() if k != "score"}})
+    metrics = update_json(output_dir / "metrics.json", {**stored["metrics"], "removal/reused": 1})
+    finish_job_record(output_dir, metrics)
+    log.info("reused: strategy=%s X=%g%% seed=%d finished before (test/acc %.4f; removal.reuse=false retrains)",
+             r.strategy, float(r.pct), int(cfg.seed), float(metrics["test/acc"]))
+    return metrics
+
+
+def removal_exclusions(cfg: DictConfig, output_dir: Path, record: dict | None = None) -> list[int]:
+    """The sample indices this job leaves out, and a removal_job.json marked running (``record``, when
+    given, is filled with what the file says)."""
     r = cfg.removal
     chosen = r.get("score")  # null: the ranking's default column (loo_score where the solver writes it)
     score = str(chosen or DEFAULT_SCORE)
-    record = {"strategy": r.strategy, "removal_pct": float(r.pct), "seed": int(cfg.seed),
-              "draw_seed": int(r.get("draw_seed", 0)), "score": score, "status": "running"}
+    record = {} if record is None else record
+    record.update({"strategy": r.strategy, "removal_pct": float(r.pct), "seed": int(cfg.seed),
+                   "draw_seed": int(r.get("draw_seed", 0)), "score": score, "status": "running"})
     write_job_record(output_dir, record)
     check_score(score)  # a wrong name fails (and is recorded) before any training
     if float(r.pct) == 0:
@@ -71,40 +84,3 @@ def removal_exclusions(cfg: DictConfig, output_dir: Path) -> list[int]:
     record.update({"n_removed": len(removed), "min_removed_score": lowest})
     write_job_record(output_dir, record)
     return removed
-
-
-# -- the full-data result, shared by every strategy -------------------------------------------------------
-def full_data_key(cfg: DictConfig) -> str:
-    return f"{ranking_key(cfg, keys=FULL_DATA_KEYS)}-seed{int(cfg.seed)}"
-
-
-def full_data_result_file(cfg: DictConfig) -> Path:
-    """Where the test accuracy of a full-data (X = 0) job is kept: every strategy shares it per seed."""
-    return Path(cfg.paths.cache_dir) / "full_data" / f"{full_data_key(cfg)}.json"
-
-
-def cached_full_data_metrics(cfg: DictConfig) -> dict | None:
-    """The stored metrics of this seed's full-data job; None when absent or bad (one warning)."""
-    if float(cfg.removal.pct) != 0:
-        return None
-    file = full_data_result_file(cfg)
-    if not file.is_file():
-        return None
-    try:
-        entry = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        warn_bad_cache_entry(file, f"unreadable: {type(err).__name__}")
-        return None
-    if not isinstance(entry, dict) or entry.get("key") != full_data_key(cfg):
-        warn_bad_cache_entry(file, "made for another configuration")
-        return None
-    metrics = entry.get("metrics")
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("test/acc"), (int, float)):
-        warn_bad_cache_entry(file, "no test/acc")
-        return None
-    return metrics
-
-
-def store_full_data_metrics(cfg: DictConfig, metrics: dict) -> None:
-    if float(cfg.removal.pct) == 0:
-        atomic_write_text(full_data_result_file(cfg), json.dumps({"key": full_data_key(cfg), "metrics": metrics}))

@@ -164,17 +164,35 @@ def test_ranking_key_holds_the_scoring_settings(tiny_cfg):
     assert ranking_key(tiny_cfg("removal=default", "callbacks=memorization", "seed=3")) == base  # not a ranking input
 
 
-def test_bad_full_data_entry_is_not_used(tiny_cfg, caplog):
-    from memlab.tasks import removal
+def test_bad_stored_removal_result_is_not_used(tiny_cfg, caplog):
+    from memlab.tasks import removal_results
 
-    cfg = tiny_cfg("removal=default", "removal.pct=0")
-    removal.store_full_data_metrics(cfg, {"test/acc": 0.75})
-    assert removal.cached_full_data_metrics(cfg) == {"test/acc": 0.75}
-    file = removal.full_data_result_file(cfg)
-    file.write_text(json.dumps({"test/acc": 0.99}))  # no key: not provably this configuration's
-    with caplog.at_level(logging.WARNING, logger="memlab"):
-        assert removal.cached_full_data_metrics(cfg) is None
-    assert len(warnings_naming(caplog, file)) == 1
+    for pct in ("0", "30"):
+        cfg = tiny_cfg("removal=default", f"removal.pct={pct}")
+        removal_results.store_result(cfg, {"test/acc": 0.75})
+        assert removal_results.stored_result(cfg)["metrics"] == {"test/acc": 0.75}
+        file = removal_results.result_file(cfg)
+        file.write_text(json.dumps({"test/acc": 0.99}))  # no key: not provably this configuration's
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="memlab"):
+            assert removal_results.stored_result(cfg) is None
+        assert len(warnings_naming(caplog, file)) == 1
+
+
+def test_removal_result_key_holds_what_determines_the_job(tiny_cfg):
+    from memlab.tasks.removal_results import job_key
+
+    base = job_key(tiny_cfg("removal=default", "removal.pct=30", "removal.strategy=random"))
+    for override in ("removal.strategy=top", "removal.pct=10", "seed=1", "removal.draw_seed=1", "removal.ranking_seed=1",
+                     "removal.score=loss", "trainer.max_epochs=7", "model.lr=0.02", "solver=identity"):
+        assert job_key(tiny_cfg("removal=default", "removal.pct=30", "removal.strategy=random", override)) != base, override
+    # a top removal does not depend on the draw seed; X = 0 on neither strategy, solver nor score
+    top = job_key(tiny_cfg("removal=default", "removal.pct=30", "removal.strategy=top"))
+    assert job_key(tiny_cfg("removal=default", "removal.pct=30", "removal.strategy=top", "removal.draw_seed=2")) == top
+    full = job_key(tiny_cfg("removal=default", "removal.pct=0", "removal.strategy=top"))
+    for override in ("removal.strategy=random", "solver=identity", "removal.score=loss"):
+        assert job_key(tiny_cfg("removal=default", "removal.pct=0", override)) == full, override
+    assert job_key(tiny_cfg("removal=default", "removal.pct=0", "trainer.max_epochs=7")) != full
 
 
 def test_cut_feature_file_is_recomputed(tmp_path, caplog):
