@@ -1,5 +1,5 @@
-"""memlab's own errors: a bad config value, bad input data, a model that cannot be loaded, a cache or
-output folder that is not memlab's. Each message is one line that names what to change, so
+"""memlab's own errors: a bad config value, bad input data, a model that cannot be loaded, training that
+diverged, a cache or output folder that is not memlab's. Each message is one line that names what to change, so
 ``python -m memlab`` prints just that line (no traceback; ``HYDRA_FULL_ERROR=1`` or ``-v`` shows it).
 """
 from __future__ import annotations
@@ -15,6 +15,11 @@ class ConfigError(MemlabError, ValueError):
 
 class DataError(MemlabError, ValueError):
     """Bad or missing input data; the message is one line that says what to change."""
+
+
+class TrainingDiverged(MemlabError, RuntimeError):
+    """The training loss (or the weights) became inf or NaN; the message names the epoch, the step, the
+    learning rate and what to try. Nothing after training (scores) runs on such a model."""
 
 
 def find_memlab_error(err: BaseException | None) -> MemlabError | None:

@@ -103,7 +103,7 @@ class ScoringCallback(L.Callback):
             return TrainingSetScores(solver=solver)
         dm = trainer.datamodule
         texts = {int(e["sample_index"]): dm.describe(e) for e in dm.splits["train"].examples}
-        scores = finalize_scores(frame, texts)
+        scores = finalize_scores(frame, texts, getattr(dm, "class_names", None))
         diagnostics = score_diagnostics(scores, info, other, self.compare_cfg and self.compare_cfg["name"])
         diagnostics.update({k: info[k] for k in ("seconds", "fit_seconds", "spectrum")})
         self.write_outputs(scores, diagnostics, dm)

@@ -2,7 +2,9 @@
 generated toys).
 
 ``source``: ``hub`` (real loading code, needs the network), ``local`` (``data.dir`` in the study's CSV
-layout; ``name=sst2_phrases`` also reads ``<dir>/trees/train.txt``) or ``generated``. Examples are
+layout; ``name=sst2_phrases`` also reads ``<dir>/trees/train.txt``), ``custom`` (any text classification
+data through HF ``datasets``, your column names, string labels: :mod:`memlab.data.custom_source`) or
+``generated``. Examples are
 tokenised once and held as columns (:mod:`memlab.data.columns`: memory does not grow by a dict of
 tensors per example); each carries its stable ``sample_index``. ``limit_train=N`` keeps a seeded sample of
 N training examples (the data seed; scale benchmarks). Cached prefix outputs (``hidden``) are views of
@@ -18,6 +20,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from .base import DataError, MemlabDataModule
 from .columns import ColumnDataset, RaggedColumn
+from .custom_source import CustomColumns, read_custom
 from .disk_store import materialize
 from .text_sources import PHRASE_DATASETS, generate, limit_rows, read_hub, read_local, read_local_phrases
 
@@ -31,13 +34,20 @@ class TextDataModule(MemlabDataModule):
                  max_length: int = 128, val_size: float | int = 0.1, test_size: float | int = 0.1,
                  hub_id: str | None = None, train_size: int | None = None, generated_task: str = "sentiment",
                  generated_sizes: tuple[int, int, int] = (96, 32, 32), split_from_train: bool = False,
-                 limit_train: int | None = None, **kwargs):
+                 limit_train: int | None = None, path: str | None = None, text_column: str = "text",
+                 text_pair_column: str | None = None, label_column: str = "label", id_column: str | None = None,
+                 hub_config: str | None = None, split_names: dict | None = None, cache_dir: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.limit_train = None if limit_train is None else int(limit_train)
         self.split_from_train = split_from_train  # local files: carve a missing dev/test out of train
-        self.name, self.source, self.dir, self.pair = name, source, dir, pair
+        self.name, self.source, self.dir, self.pair = name, source, dir, pair or bool(text_pair_column)
+        # source=custom: what to read and how (memlab.data.custom_source); the classes follow the data
+        self.path, self.hub_config, self.split_names, self.cache_dir = path, hub_config, dict(split_names or {}), cache_dir
+        self.custom_columns = CustomColumns(text_column, label_column, text_pair_column, id_column)
+        self.given_class_names = list(class_names) if class_names else None
         self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes or 0)]
         self.max_length, self.val_size, self.test_size = max_length, val_size, test_size
         self.hub_id, self.train_size = hub_id, train_size
         self.generated_task, self.generated_sizes = generated_task, tuple(generated_sizes)
@@ -65,9 +75,15 @@ class TextDataModule(MemlabDataModule):
             if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
                 raise DataError("data.source=hub but the hub is offline; use data.source=local data.dir=DIR")
             return read_hub(self.name, self.seed, self.hub_id, self.train_size)
+        if self.source == "custom":
+            frames, self.class_names = read_custom(
+                self.path, self.custom_columns, self.given_class_names, self.num_classes, self.hub_config,
+                self.split_names, self.seed, self.val_size, self.test_size, self.split_from_train, self.cache_dir)
+            self.num_classes = len(self.class_names)
+            return frames
         if self.source == "generated":
             return generate(self.generated_task, self.generated_sizes, self.seed)
-        raise DataError(f"unknown data.source={self.source!r} (hub, local, generated)")
+        raise DataError(f"unknown data.source={self.source!r} (hub, local, custom, generated)")
 
     def build_splits(self) -> dict[str, ColumnDataset]:
         self.frames = self.read_frames()

@@ -1,6 +1,8 @@
 """The Lightning shell around a classifier network (text or image features): SGD with momentum,
 optional linear decay, the study's optional explicit L2 term, accuracy metrics. The network's
 trainable part (``scoring_module``) and training objective are what the influence functions use.
+A non-finite training loss, or weights left non-finite by the last step, stop the job at once with
+one line (:class:`~memlab.errors.TrainingDiverged`): the curvature fit would die on them later.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from ..errors import TrainingDiverged
 from ..influence.functional import TrainingObjective, default_l2_names, split_batch
 
 
@@ -73,7 +76,25 @@ class ClassifierModule(L.LightningModule):
         self.net.train()
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise self.diverged(f"the training loss is {loss.item()}")
+        return loss
+
+    def on_train_end(self) -> None:
+        # the last step's update can leave NaN weights behind a finite loss; scoring must not start on them
+        bad = [name for name, p in self.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            raise self.diverged(f"{len(bad)} weight tensors are not finite after the last step (e.g. {bad[0]})")
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The one-line error for non-finite training: where it happened and what to try."""
+        trainer = self._trainer  # None outside a fit (self.trainer would raise)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer is not None and trainer.optimizers else self.hparams.lr
+        lower = f"{self.hparams.lr / 10:g}"
+        return TrainingDiverged(f"training diverged at epoch {self.current_epoch}, step {self.global_step} "
+                                f"(learning rate {lr:g}): {what}; try a lower model.lr (e.g. model.lr={lower}) "
+                                f"or gradient clipping (trainer.gradient_clip_val=1.0, part of recipe=study)")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

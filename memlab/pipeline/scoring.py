@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -30,10 +31,11 @@ from ..errors import ConfigError, MemlabError
 from ..influence.functional import Params, TrainingObjective
 from ..influence.self_influence import memorization_scores
 from ..influence.solver import fit_solver
-from ..studies.ranking import memorization_rank
+from ..studies.ranking import memorization_rank, nonfinite_count
 from ..utils.io import atomic_torch_save, atomic_write_text, load_torch_entry, warn_bad_cache_entry
 from ..utils.memory import release_free_memory
 
+log = logging.getLogger("memlab")
 SOLVER_KEYS = ("name", "damping", "damping_rel", "own_term")
 MANIFEST = "manifest.json"
 MARKER = "memlab scoring chunks"
@@ -229,14 +231,23 @@ def _jsonable_spectrum(spectrum: dict | None) -> dict | None:
     return {k: v for k, v in spectrum.items() if k != "ritz" or v is None or len(v) <= 50}
 
 
-def finalize_scores(frame: pd.DataFrame, texts: Mapping[int, str]) -> pd.DataFrame:
-    """scores.csv's table: sample_index,label,text,prob,prediction,mem_score,rank (+ loss, grad_norm_sq, and
-    loo_score when the solver's H needed the own term: the score without it, see ``with_own_term``); rank 1
-    is the most memorized by ``loo_score`` where there is one, else by ``mem_score``
+def finalize_scores(frame: pd.DataFrame, texts: Mapping[int, str],
+                    class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """scores.csv's table: sample_index,label[,class_name],text,prob,prediction,mem_score,rank (+ loss,
+    grad_norm_sq, and loo_score when the solver's H needed the own term: the score without it, see
+    ``with_own_term``); ``class_name`` is ``class_names[label]`` when they are given; rank 1 is the most
+    memorized by ``loo_score`` where there is one, else by ``mem_score``
     (:func:`memlab.studies.ranking.rank_by_memorization`)."""
     frame = frame.copy()
     frame["text"] = frame["sample_index"].map(lambda i: texts.get(int(i), ""))
     frame["rank"] = memorization_rank(frame)  # ties: the smaller sample_index first
+    if nonfinite_count(frame):
+        log.warning("%d of %d memorization scores are not finite; they are ranked last (diagnostics.json: "
+                    "nonfinite_scores)", nonfinite_count(frame), len(frame))
     cols = ["sample_index", "label", "text", "prob", "prediction", "mem_score", "rank", "loss", "grad_norm_sq"]
+    if class_names:
+        names = list(class_names)
+        frame["class_name"] = [names[y] if 0 <= y < len(names) else str(y) for y in frame["label"].astype(int)]
+        cols.insert(2, "class_name")
     cols += [c for c in ("loo_score",) if c in frame]
     return frame[cols].sort_values("sample_index").reset_index(drop=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .ranking import rank_by_memorization, top_count
+from .ranking import nonfinite_count, rank_by_memorization, top_count
 
 
 def spearman(a, b) -> float:
@@ -37,14 +37,17 @@ def memorized_subset_accuracy(scores: pd.DataFrame, pct: float = 10) -> dict:
 
 def score_diagnostics(scores: pd.DataFrame, solver_info: dict, other: pd.DataFrame | None = None,
                       other_name: str | None = None) -> dict:
-    """diagnostics.json: rank agreement with the loss / identity solver / another solver, zero
-    fraction, accuracy on the top/bottom-10% memorized (``top10_train_acc``), and λ in absolute
-    terms and relative to the mean and top eigenvalue of H."""
+    """diagnostics.json: rank agreement with the loss / identity solver / another solver, how many
+    scores are not finite, zero fraction, accuracy on the top/bottom-10% memorized
+    (``top10_train_acc``), and λ in absolute terms and relative to the mean and top eigenvalue of H."""
     s = scores["mem_score"].to_numpy(float)
-    scale = np.nanmax(np.abs(s)) if len(s) else 0.0
+    finite = np.abs(s[np.isfinite(s)])
+    scale = finite.max() if len(finite) else 0.0
     resolution = np.finfo(np.float32).eps * max(scale, np.finfo(np.float32).tiny)
     out = {
         "n": int(len(s)),
+        # inf/NaN scores (a numerical failure): ranked last, never among the most or least memorized
+        "nonfinite_scores": nonfinite_count(scores),
         "spearman_vs_loss": spearman(s, scores["loss"]),
         "spearman_vs_identity": spearman(s, scores["prob"] * scores["grad_norm_sq"]),
         # exactly 0 (or below float32's smallest normal): the ranking among them is arbitrary

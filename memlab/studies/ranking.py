@@ -4,7 +4,8 @@ Every "most memorized first" in memlab is :func:`rank_by_memorization`: removal 
 top-X% instances the attribution callback explains, scores.csv's ``rank`` column, the typicality
 groups, the top 10% of a validation, the tables a person reads. Ties are broken by the smaller
 ``sample_index`` first, whatever the direction, so a top-X% and its reported lowest score always
-agree, and every table that says "rank 1" means the same instance.
+agree, and every table that says "rank 1" means the same instance. Non-finite scores come last in
+either direction (:func:`nonfinite_count` counts them for diagnostics.json).
 
     ordered = rank_by_memorization(scores)                 # loo_score (else mem_score), most memorized first
     ordered = rank_by_memorization(scores, "loss", ascending=True)
@@ -41,7 +42,23 @@ def rank_by_memorization(scores: pd.DataFrame, column: str | None = None,
     if column not in scores.columns:
         raise ValueError(f"cannot rank by {column!r}: the scores have only {', '.join(map(str, scores.columns))}"
                          + (" (loo_score exists only when the solver adds the own term)" if column == "loo_score" else ""))
-    return scores.sort_values([column, "sample_index"], ascending=[ascending, True], kind="mergesort")
+    # a non-finite score (inf, NaN: a numerical failure, counted in diagnostics.json) ranks after every
+    # finite one in both directions: never "most memorized", nor "least"
+    unranked = ~np.isfinite(pd.to_numeric(scores[column], errors="coerce").to_numpy(float))
+    if not unranked.any():
+        return scores.sort_values([column, "sample_index"], ascending=[ascending, True], kind="mergesort")
+    keyed = scores.assign(_unranked=unranked)
+    ordered = keyed.sort_values(["_unranked", column, "sample_index"], ascending=[True, ascending, True], kind="mergesort")
+    return ordered.drop(columns="_unranked")
+
+
+def nonfinite_count(scores: pd.DataFrame, columns=("mem_score", "loo_score")) -> int:
+    """How many rows have an inf or NaN in any of ``columns`` (those present)."""
+    present = [c for c in columns if c in scores.columns]
+    if not present or not len(scores):
+        return 0
+    values = scores[present].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    return int((~np.isfinite(values)).any(axis=1).sum())
 
 
 def memorization_rank(scores: pd.DataFrame, column: str | None = None) -> pd.Series:

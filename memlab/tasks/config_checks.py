@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..studies.removal import STRATEGIES
 
 REMOVAL_STRATEGIES = (*STRATEGIES, "none")  # "none": a plain training job
-TEXT_SOURCES = ("hub", "local", "generated")
+TEXT_SOURCES = ("hub", "local", "custom", "generated")
 IMAGE_SOURCES = ("hub", "local", "fashion_mnist", "generated")
 HUB_ENDPOINT = "https://huggingface.co"
 
@@ -159,6 +159,7 @@ def check_sources(cfg: DictConfig) -> None:
     model = cfg.get("model")
     if model is not None and model.get("pretrained"):
         needs += check_pretrained(str(model.pretrained))
+        check_encoder_config(str(model.pretrained), (model.get("net") or {}).get("freeze_layers"))
     if needs:
         what = " and ".join(w for w, _ in needs)
         fixes = " and ".join(dict.fromkeys(f for _, f in needs))
@@ -177,11 +178,28 @@ def check_text_data(data: DictConfig) -> list[tuple[str, str]]:
         # the same reader as training: columns, labels and sample indices checked now, not after an epoch
         read_local(data.dir, int(data.get("num_classes", 2)), bool(data.get("pair", False)), int(data.get("seed", 0)),
                    data.get("val_size", 0.1), data.get("test_size", 0.1), bool(data.get("split_from_train", False)))
+    if source == "custom":
+        return check_custom_path(data.get("path"))
     if source == "hub":
         hub_id = data.get("hub_id") or HUB_IDS.get(data.get("name"), data.get("name"))
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
         if offline or not (hub_dataset_cached(hub_id) or reachable(hub_endpoint())):
             return [(f"data.source=hub ({data.get('name')})", "data.source=local data.dir=DIR")]
+    return []
+
+
+def check_custom_path(path: str | None) -> list[tuple[str, str]]:
+    """``data=custom`` needs ``data.path``; a hub id needs the hub or the datasets cache (the data itself
+    is read and checked next, by :func:`memlab.tasks.data_classes.resolve_data_classes`)."""
+    if not path:
+        raise ConfigError("data=custom needs data.path=DIR (a folder of train/dev/test files or a save_to_disk "
+                          "folder) or data.path=HUB_ID")
+    local = os.path.exists(os.path.expanduser(str(path))) or str(path).startswith(("/", ".", "~"))
+    if local or str(path).count("/") > 1 or hub_dataset_cached(str(path)):
+        return []
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1" \
+            or not reachable(hub_endpoint()):
+        return [(f"data.path={path} (a hub data set)", "data.path=DIR (a folder of train/dev/test files)")]
     return []
 
 
@@ -225,6 +243,37 @@ def check_pretrained(name: str) -> list[tuple[str, str]]:
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not reachable(hub_endpoint()):
         return [(f"model.pretrained={name}", "model=minilm")]
     return []
+
+
+def check_encoder_config(name: str, freeze_layers) -> None:
+    """The encoder's config.json (a folder's, a package's, or a hub id's cached one): a supported
+    architecture, and ``model.net.freeze_layers`` within its layers (an uncached hub id: when it loads)."""
+    import json
+
+    from ..model.encoders import check_architecture, encoder_layer_count, resolve_pretrained
+
+    if name == "tiny-random":
+        return
+    if name.startswith("packaged:") or os.path.isdir(os.path.expanduser(name)):
+        config_file = Path(resolve_pretrained(name)[0]).expanduser() / "config.json"
+    else:  # a hub id: its cached config.json, when there is one
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(name, "config.json")
+        except Exception:  # not a valid repo id: loading it names the problem
+            return
+        if not isinstance(cached, str):
+            return
+        config_file = Path(cached)
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return  # loading it names the problem
+    check_architecture(config.get("model_type"), name)
+    layers = encoder_layer_count(config)
+    if freeze_layers is not None and layers is not None:
+        integer("model.net.freeze_layers", freeze_layers, 0, layers)
 
 
 # -- what is on this machine, what can be reached -------------------------------------------------------

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from ..errors import find_memlab_error, one_line
 from .config_checks import check_config
+from .data_classes import resolve_data_classes
 from .failed_jobs import write_job_failed
 from .removal_record import finish_job_record, is_removal_job
 
@@ -60,6 +61,7 @@ def run(cfg: DictConfig) -> dict:
     with finish_wandb():
         try:
             check_config(cfg, tasks=TASKS)  # bad values fail here in seconds, before any data, model or training
+            resolve_data_classes(cfg)  # data=custom: read and checked now; its classes size the model's head
             return task_runner(task_module(cfg))(cfg)
         except Exception as err:
             if is_removal_job(cfg):

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..callbacks.timing import EpochTimer
 from ..utils.io import update_json
+from .data_classes import resolve_data_classes
 
 log = logging.getLogger("memlab")
 
@@ -34,6 +35,7 @@ def instantiate_list(group: DictConfig | None) -> list:
 def build(cfg: DictConfig):
     """(datamodule, model, trainer) from a composed config; no training happens here."""
     L.seed_everything(cfg.seed, workers=True)
+    resolve_data_classes(cfg)  # data=custom outside runner.run (scripts): the head needs its class count
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_list(cfg.get("callbacks")) + [EpochTimer()]
@@ -59,7 +61,7 @@ def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
 def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks: Iterable = ()) -> Trained:
     """Build from ``cfg``, leave out ``exclude`` (sample indices), fit (``cfg.train``) and test (``cfg.test``).
     ``callbacks`` join the config's. The metrics: the trainer's scalars, ``train/epoch_seconds``,
-    ``train/n_examples`` and, for a CSV source, ``data/split_from_train``."""
+    ``train/n_examples``, ``data/class_names`` and, for a CSV source, ``data/split_from_train``."""
     datamodule, model, trainer = build(cfg)
     trainer.callbacks.extend(callbacks)
     if exclude is not None:
@@ -78,6 +80,8 @@ def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks
         metrics["data/split_from_train"] = int(bool(cfg.data.split_from_train))
         for split in ("val", "test"):
             metrics[f"data/n_{split}"] = len(datamodule.splits[split]) if datamodule.splits else 0
+    if getattr(datamodule, "class_names", None):  # label i of scores.csv is class_names[i]
+        metrics["data/class_names"] = list(datamodule.class_names)
     return Trained(datamodule, model, trainer, metrics)
 
 
