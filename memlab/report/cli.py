@@ -2,6 +2,8 @@
 
     python -m memlab.report multirun/sst2_removal/<date>/<time>   # removal_summary.csv + removal.png
     python -m memlab.report outputs/sst2_memorization/<date>/<time>  # score vs loss, disagreements
+    python -m memlab.report paper DIR... [--paper PATH] [--out docs/paper_vs_memlab.md]  # memlab beside the paper
+    python -m memlab.report archive RUNDIR... --to docs/results/NAME  # keep a run's small result files in git
 """
 from __future__ import annotations
 
@@ -33,7 +35,15 @@ def report_scores(run_dir: Path) -> list[Path]:
     return out
 
 
+SUBCOMMANDS = {"paper": "paper_command", "archive": "archive"}  # each module's main(argv) runs it
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__).main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m memlab.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path, help="a multirun sweep dir or a run dir")

@@ -1,0 +1,102 @@
+"""``python -m memlab.report archive RUNDIR... --to docs/results/NAME``: copy the small result files of run
+and sweep dirs (or of the runs under a folder) so that they can live in git and ``python -m memlab.report
+paper docs/results`` can be re-run on them later. The dir structure is kept (paths relative to the current
+folder, e.g. ``docs/results/NAME/multirun/sst2_removal/<date>/<time>/...``; outside it, relative to the parent of
+the folder given).
+
+Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``, ``.yaml``, ``.csv``, ``.md``,
+``.txt`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats CSVs,
+stability/typicality/reduction-rate CSVs; scores.csv only when small), plus the studies' main figures
+(removal.png, reduction_rate.png, typicality.png, stability.png). Never: checkpoints, W&B and CSV logs,
+scoring chunks, logs, other pictures, anything over 2 MB.
+
+    python -m memlab.report archive multirun/sst2_removal/2026-12-06/10-00-00-000000 --to docs/results/sst2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import MemlabError, one_line
+from ..utils.io import atomic_write
+from .run_dirs import SKIPPED_DIRS, find_run_dirs
+
+MAX_BYTES = 2 * 1024 * 1024
+KEPT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt"}
+MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png"}
+
+
+def is_kept(path: Path) -> bool:
+    """A small result file: see the module docstring."""
+    if path.name.startswith(".") or not path.is_file() or path.stat().st_size > MAX_BYTES:
+        return False  # hidden files are temporary writes
+    return path.suffix in KEPT_SUFFIXES or path.name in MAIN_FIGURES
+
+
+def result_files(run_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(kept, left out for size) files of a run or sweep dir, walking its job dirs but not its logs."""
+    kept, too_large = [], []
+    for root, dirs, files in os.walk(run_dir):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and (not d.startswith(".") or d == ".hydra"))
+        for name in sorted(files):
+            path = Path(root) / name
+            if is_kept(path):
+                kept.append(path)
+            elif path.is_file() and (path.suffix in KEPT_SUFFIXES or name in MAIN_FIGURES):
+                too_large.append(path)
+    return kept, too_large
+
+
+def archived_path(run_dir: Path, given: Path) -> Path:
+    """Where a run dir goes under the archive: its path relative to the current folder, else relative to the
+    parent of the folder it was found under (``given``)."""
+    resolved = run_dir.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return resolved.relative_to(given.resolve().parent)
+
+
+def archive(dirs: list[Path], to: Path) -> tuple[list[Path], list[Path]]:
+    """Copy the result files of every run under ``dirs`` into ``to``; returns (copied, left out for size).
+    Checks every input before it copies anything."""
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise MemlabError(f"not a directory: {', '.join(missing)}")
+    plan, too_large = [], []
+    for d in dirs:
+        runs = find_run_dirs(d)
+        if not runs:
+            raise MemlabError(f"{d} holds no memlab run or sweep dir")
+        for run in runs:
+            kept, large = result_files(run.path)
+            base = to / archived_path(run.path, d)
+            plan += [(f, base / f.relative_to(run.path)) for f in kept]
+            too_large += large
+    target = to.resolve()
+    inside = [str(src) for src, _ in plan if src.resolve().is_relative_to(target)]
+    if inside:
+        raise MemlabError(f"{inside[0]} is already inside {to}: archive from the run dirs themselves")
+    copied = [atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp)) for src, dst in plan]
+    return copied, too_large
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memlab.report archive", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", type=Path, nargs="+", help="run dirs, sweep dirs or folders holding them")
+    parser.add_argument("--to", type=Path, required=True, help="the archive folder, e.g. docs/results/NAME")
+    args = parser.parse_args(argv)
+    try:
+        copied, too_large = archive(args.dirs, args.to)
+    except MemlabError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in copied)
+    print(f"copied {len(copied)} files ({size / 1024:.0f} KB) -> {args.to}")
+    for path in too_large:
+        print(f"left out (over {MAX_BYTES // (1024 * 1024)} MB): {path}")
+    return 0
