@@ -70,12 +70,12 @@ def test_data_module_takes_its_classes_and_ids_from_the_data(tmp_path):
 
 def test_class_names_setting_orders_the_classes_and_integer_labels_index_it(tmp_path):
     root = write_folder(tmp_path / "d", "csv")
-    _, names = read_custom(str(root), COLUMNS, class_names=["rotten", "fresh"])
-    frames, _ = read_custom(str(root), COLUMNS, class_names=["rotten", "fresh"])
+    frames, names = read_custom(str(root), COLUMNS, class_names=["rotten", "fresh"], cache_dir=str(tmp_path))
     assert names == ["rotten", "fresh"] and frames["train"]["label"].iloc[0] == 0  # row 0 is rotten
     ints = {s: df.assign(category=(df["category"] == "fresh").astype(int)) for s, df in SPLITS.items()}
-    _, int_names = read_custom(str(write_folder(tmp_path / "i", "csv", ints)), COLUMNS, class_names=["neg", "pos"])
-    _, plain = read_custom(str(write_folder(tmp_path / "p", "parquet", ints)), COLUMNS)
+    _, int_names = read_custom(str(write_folder(tmp_path / "i", "csv", ints)), COLUMNS, class_names=["neg", "pos"],
+                               cache_dir=str(tmp_path))
+    _, plain = read_custom(str(write_folder(tmp_path / "p", "parquet", ints)), COLUMNS, cache_dir=str(tmp_path))
     assert int_names == ["neg", "pos"] and plain == ["0", "1"]
 
 
@@ -92,8 +92,8 @@ def test_text_pairs_from_a_second_column(tmp_path):
 def test_missing_dev_and_test_are_carved_only_when_asked_for(tmp_path):
     root = write_folder(tmp_path / "d", "jsonl", {"train": reviews(40)})
     with pytest.raises(DataError, match="no test and no dev split.*data.split_from_train=true"):
-        read_custom(str(root), COLUMNS)
-    frames, _ = read_custom(str(root), COLUMNS, split_from_train=True, seed=3)
+        read_custom(str(root), COLUMNS, cache_dir=str(tmp_path))
+    frames, _ = read_custom(str(root), COLUMNS, split_from_train=True, seed=3, cache_dir=str(tmp_path))
     assert [len(frames[s]) for s in ("train", "val", "test")] == [32, 4, 4]
     everything = sum((frames[s]["sample_index"].tolist() for s in frames), [])
     assert sorted(everything) == list(range(40))  # each row once, under its original row number
