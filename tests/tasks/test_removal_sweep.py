@@ -88,21 +88,22 @@ def test_a_sweep_started_again_trains_only_what_is_missing(tmp_path):
     second = sweep(tmp_path, "removal.pct=0,30", "seed=0,1", f"hydra.sweep.dir={tmp_path}/again")
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stdout + second.stderr
-    assert log.count("reused: strategy=") == 2  # X = 0 for seeds 0 and 1 (the random X = 0 jobs skip as before)
+    assert log.count("reused: strategy=") == 4  # X = 0 of both strategies for seeds 0 and 1
     records = [json.loads(p.read_text()) for p in (tmp_path / "again").glob("*/removal_job.json")]
     trained = [r for r in records if r["status"] == "ok" and "reused" not in r]
     assert sorted((r["strategy"], r["removal_pct"], r["seed"]) for r in trained) == [
         ("random", 30.0, 0), ("random", 30.0, 1), ("top", 30.0, 0), ("top", 30.0, 1)]
     summary = pd.read_csv(tmp_path / "again" / "removal_summary.csv")
-    assert len(summary) == 6  # the report covers reused and new jobs alike
-    first_acc = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv").set_index("seed")["test_acc"]
-    reused = summary[summary.removal_pct == 0].set_index("seed")["test_acc"]
+    assert len(summary) == 8  # the report covers reused and new jobs alike
+    first_acc = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv").set_index(["strategy", "seed"])["test_acc"]
+    reused = summary[summary.removal_pct == 0].set_index(["strategy", "seed"])["test_acc"]
+    assert len(first_acc) == 4
     pd.testing.assert_series_equal(reused.sort_index(), first_acc.sort_index())
 
     third = sweep(tmp_path, "removal.pct=0,30", "seed=0,1", f"hydra.sweep.dir={tmp_path}/third")
     assert third.returncode == 0, third.stderr[-3000:]
     log = third.stdout + third.stderr
-    assert log.count("reused: strategy=") == 6 and "computing the memorization ranking" not in log
+    assert log.count("reused: strategy=") == 8 and "computing the memorization ranking" not in log
     assert "Epoch" not in log  # nothing trained
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "third" / "removal_summary.csv"), summary)
 
