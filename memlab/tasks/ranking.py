@@ -2,7 +2,7 @@
 whose scoring callback writes ``scores.csv``, computed once and cached under
 ``paths.cache_dir/rankings/<key>`` for every removal job, study and later sweep that needs it.
 
-The key holds everything that makes the scores (data, model and the fingerprint of its pretrained
+The key holds everything that makes the scores (data (a data=custom folder: its files), model and the fingerprint of its pretrained
 files, trainer settings, solver, scoring batches, ranking seed), not the training seed or the
 removal settings. Every entry records its key, row count and file hash in ``ranking.json``, checked
 on read: a bad entry is recomputed after one warning that names it. Concurrent jobs wait on a lock.
@@ -19,7 +19,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config_dir import config_dir
-from ..utils.fingerprint import file_sha1, pretrained_fingerprint, short_hash
+from ..utils.fingerprint import file_sha1, folder_fingerprint, pretrained_fingerprint, short_hash
 from ..utils.io import atomic_write_text, warn_bad_cache_entry
 from .train import fit_and_test, save_metrics
 
@@ -42,12 +42,23 @@ def ranking_key(cfg: DictConfig, keys=RANKING_KEYS) -> str:
         part["data"].pop(drop, None)
     part["model"].get("net", {}).pop("seed", None)
     part["weights"] = pretrained_fingerprint(container["model"].get("pretrained"))  # a folder's files, not its name
+    files = data_files_fingerprint(container["data"])
+    if files:  # only data=custom folders: every other configuration keeps its key
+        part["data_files"] = files
     part["trainer"] = {k: v for k, v in container["trainer"].items() if k not in COSMETIC_TRAINER_KEYS}
     part["ranking_seed"] = container["removal"]["ranking_seed"] if "solver" in keys else None
     if "solver" in keys:  # the scores also depend on how they are batched (bf16 passes, chunk layout)
         scoring = (container.get("callbacks") or {}).get("memorization") or {}
         part["scoring"] = {k: scoring.get(k) for k in ("batch_size", "batches_per_chunk")}
     return short_hash(part, 12)
+
+
+def data_files_fingerprint(data: dict) -> str | None:
+    """A data=custom folder's files (names, sizes, modification times): edited files make a new key."""
+    path = data.get("path") if data.get("source") == "custom" else None
+    if path and Path(path).expanduser().is_dir():
+        return folder_fingerprint(Path(path).expanduser(), content=False)
+    return None
 
 
 def with_ranking_seed(cfg: DictConfig, seed: int) -> DictConfig:

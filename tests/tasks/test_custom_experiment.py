@@ -117,3 +117,14 @@ def test_loading_another_architecture_names_the_supported_ones(tmp_path):
     with pytest.raises(ModelLoadError, match="is a gpt2 model; supported: BERT-style") as err:
         load_encoder(str(tmp_path / "g"))
     assert "\n" not in str(err.value)
+
+
+def test_edited_data_files_make_a_new_ranking_key(tmp_path):
+    from memlab.tasks.ranking import ranking_key
+
+    folders = write_folders(tmp_path / "data")
+    cfg = lambda: compose([*CUSTOM, f"data.path={folders / 'jsonl'}"], tmp_path / "out")  # noqa: E731
+    before = ranking_key(cfg())
+    assert ranking_key(cfg()) == before
+    reviews(50).to_json(folders / "jsonl" / "train.jsonl", orient="records", lines=True)
+    assert ranking_key(cfg()) != before
