@@ -2,9 +2,9 @@
 whose scoring callback writes ``scores.csv``, computed once and cached under
 ``paths.cache_dir/rankings/<key>`` for every removal job, study and later sweep that needs it.
 
-The key holds everything that makes the scores (data (a data=custom folder: its files), model and the fingerprint of its pretrained
-files, trainer settings, solver, scoring batches, ranking seed), not the training seed or the
-removal settings. Every entry records its key, row count and file hash in ``ranking.json``, checked
+The key holds everything that makes the scores (data, and a data=custom folder's files; model and the
+fingerprint of its pretrained files, trainer settings, solver, scoring batches, ranking seed), not the
+training seed or the removal settings. Every entry records its key, row count and file hash in ``ranking.json``, checked
 on read: a bad entry is recomputed after one warning that names it. Concurrent jobs wait on a lock.
 """
 from __future__ import annotations
