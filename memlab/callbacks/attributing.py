@@ -1,7 +1,8 @@
 """The Lightning shell around :mod:`memlab.pipeline.attributing`: after the memorization scores, attributes
 the top-N% memorized instances to tokens or image regions (Eq. 5) and measures the reduction rate
 (Eq. 6). Writes into ``<run>/memorization/``: attributions.jsonl, attributions.html (text) or
-attributions.png (images), reduction_rate.csv/.png.
+attributions.png (images: every class's most memorized image, paper Fig. 3; its top-1 is attributed too
+when it is not in the top-N%), reduction_rate.csv/.png.
 
 It reuses the scores and the fitted solver of the :class:`~memlab.callbacks.scoring.ScoringCallback`,
 found among ``trainer.callbacks`` by type when fitting starts (a clear error when there is none, or
@@ -16,7 +17,8 @@ import lightning as L
 import torch
 
 from ..influence.functional import trainable_params
-from ..pipeline.attributing import attribute_images, attribute_text, text_reduction_rate, top_instances
+from ..pipeline.attributing import (attribute_images, attribute_text, text_reduction_rate, top_instances,
+                                    top_of_each_class)
 from ..utils.io import atomic_write_csv, atomic_write_jsonl, update_json
 from .scoring import ScoringCallback, find_scoring_callback
 
@@ -47,6 +49,8 @@ class AttributionCallback(L.Callback):
         scores = result.scores
         solver = result.solver
         chosen = top_instances(scores, self.top_pct)[: self.max_instances]
+        if hasattr(dm, "images"):  # Fig. 3 shows every class's most memorized image
+            chosen += [i for i in top_of_each_class(scores) if i not in set(chosen)]
         train = dm.splits["train"]
         position = {index: p for p, index in enumerate(train.sample_indices())}
         examples = [train.examples[position[int(i)]] for i in chosen]  # only these examples built
@@ -88,10 +92,11 @@ class AttributionCallback(L.Callback):
                 metrics["reduction_rate/seconds"] = time.perf_counter() - t0
                 metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
         elif hasattr(dm, "images"):
-            from ..report.plots import plot_image_heatmaps
+            from ..report.image_figures import plot_image_heatmaps
 
-            images = dm.images([r["sample_index"] for r in records[:16]])
-            plot_image_heatmaps(records, images, out / "attributions.png", getattr(dm, "class_names", None))
+            predictions = dict(zip(by_sample.index, by_sample["prediction"])) if "prediction" in by_sample else None
+            plot_image_heatmaps(records, dm.images, out / "attributions.png", getattr(dm, "class_names", None),
+                                predictions)
         update_json(self.metrics_file, metrics)
         log.info("attributed %d instances in %.1f s -> %s", len(records), metrics["attribution/seconds"], out)
 

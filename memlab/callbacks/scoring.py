@@ -1,8 +1,9 @@
 """The Lightning shell around :func:`memlab.pipeline.scoring.score_training_set`: after fit, scores
 every training instance's memorization (Eq. 2) and writes ``<run>/memorization/``: scores.csv,
-top_bottom.md, diagnostics.json, score_vs_loss.png, and ``memorization/seconds`` (computing the
-scores: curvature fit + scoring pass), ``memorization/total_seconds`` (also a compared solver, the
-files and plots, logging) and the diagnostics in metrics.json. Resumable (chunked) and DDP-sharded.
+top_bottom.md (+ top_bottom.png for image data), diagnostics.json, score_vs_loss.png, and
+``memorization/seconds`` (computing the scores: curvature fit + scoring pass), ``memorization/total_seconds``
+(also a compared solver, the files and plots, logging) and the diagnostics in metrics.json; into W&B the
+scores table and histogram (:func:`memlab.report.wandb_run.log_scores`). Resumable (chunked) and DDP-sharded.
 
 Its result, a :class:`TrainingSetScores`, stays on the callback (``.result``); a later callback
 finds it by type with :func:`find_scoring_callback`, which requires the scoring callback to run first.
@@ -24,7 +25,6 @@ from ..influence.functional import trainable_params
 from ..influence.sampling import EveryNth
 from ..pipeline.scoring import finalize_scores, score_training_set
 from ..studies.diagnostics import score_diagnostics
-from ..studies.ranking import rank_by_memorization
 from ..utils.io import atomic_write_csv, atomic_write_text, to_jsonable, update_json
 
 log = logging.getLogger("memlab")
@@ -112,7 +112,7 @@ class ScoringCallback(L.Callback):
         metrics.update({f"memorization/{k}": v for k, v in diagnostics.items()
                         if isinstance(v, (int, float)) and v is not None})
         update_json(self.metrics_file, metrics)
-        self.log_to_loggers(trainer, scores, metrics)
+        self.log_to_loggers(trainer, scores, metrics, dm)
         log.info("memorization scores of %d instances in %.1f s (fit %.1f s; %.1f s with outputs) -> %s", len(scores),
                  info["seconds"], info["fit_seconds"], seconds, self.output_dir)
         return TrainingSetScores(solver=solver, scores=scores, solver_info=info, diagnostics=diagnostics,
@@ -124,13 +124,21 @@ class ScoringCallback(L.Callback):
         out = self.output_dir
         atomic_write_csv(scores, out / "scores.csv")
         atomic_write_text(out / "diagnostics.json", json.dumps(to_jsonable(diagnostics), indent=2, default=str))
-        write_top_bottom_markdown(scores, out / "top_bottom.md", n=3, class_names=getattr(dm, "class_names", None))
+        grid = None
+        if hasattr(dm, "images"):  # an image is judged by looking at it, not by its index
+            from ..report.image_figures import plot_top_bottom_images
+
+            grid = plot_top_bottom_images(scores, dm.images, out / "top_bottom.png", n=3,
+                                          class_names=getattr(dm, "class_names", None)).name
+        write_top_bottom_markdown(scores, out / "top_bottom.md", n=3, class_names=getattr(dm, "class_names", None),
+                                  image_grid=grid)
         plot_score_vs_loss(scores, out / "score_vs_loss.png")
         atomic_write_csv(disagreement_table(scores, n=20), out / "disagreement.csv")
 
-    def log_to_loggers(self, trainer, scores, metrics) -> None:
+    def log_to_loggers(self, trainer, scores, metrics, dm) -> None:
         for lg in trainer.loggers:
             lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             if self.log_table and type(lg).__name__ == "WandbLogger":
-                top = rank_by_memorization(scores, "rank", ascending=True).head(1000)
-                lg.log_table(key="memorization/scores", dataframe=top)
+                from ..report.wandb_run import log_scores
+
+                log_scores(lg.experiment, scores, images=getattr(dm, "images", None))

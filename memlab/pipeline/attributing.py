@@ -30,6 +30,12 @@ def top_instances(scores: pd.DataFrame, top_pct: float) -> list[int]:
     return rank_by_memorization(scores, "rank", ascending=True)["sample_index"].head(n).astype(int).tolist()
 
 
+def top_of_each_class(scores: pd.DataFrame) -> list[int]:
+    """sample_index of every class's most memorized instance, in label order."""
+    ordered = rank_by_memorization(scores, "rank", ascending=True)
+    return ordered.groupby("label", sort=True)["sample_index"].first().astype(int).tolist()
+
+
 def influence_directions(module: nn.Module, params: Params, solver, batch: dict, objective: TrainingObjective) -> Tensor:
     """s = (H + λI)⁻¹ ∇θP(y|x) for every example of a batch ([B, P]); ∇P = −P·∇CE."""
     ce = TrainingObjective(l2=objective.l2, l2_names=objective.l2_names, l2_in_example_grad=False)

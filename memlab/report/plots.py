@@ -1,7 +1,7 @@
 """Figures and tables that show a person what was memorized: score vs. loss, the instances where
 the two rankings disagree, the reduction rate (paper Fig. 2), the top/bottom memorized instances
-per class (Tables 2-3, Markdown), token attributions highlighted red/blue (Table 4, HTML) and
-attribution grids over images (Fig. 3)."""
+per class (Tables 2-3, Markdown) and token attributions highlighted red/blue (Table 4, HTML); images
+are drawn by :mod:`memlab.report.image_figures`."""
 from __future__ import annotations
 
 import html
@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..studies.ranking import memorization_rank, rank_by_memorization
+from ..studies.ranking import memorization_column, memorization_rank, rank_by_memorization
 from ..utils.io import atomic_write_text
 from .figures import new_figure, save_figure
 
@@ -114,14 +114,20 @@ def _text_column(df: pd.DataFrame) -> str | None:
 
 
 def write_top_bottom_markdown(scores_df: pd.DataFrame, path: str | os.PathLike, n: int = 3,
-                              class_names: Sequence[str] | None = None, title: str | None = None):
+                              class_names: Sequence[str] | None = None, title: str | None = None,
+                              image_grid: str | None = None):
     """Paper Tables 2-3: per class, the top-``n`` and bottom-``n`` memorized instances as Markdown
-    tables with columns rank, score, text, label (rank 1 = most memorized over all classes)."""
+    tables with columns rank, the score the rank follows (loo_score, else mem_score), text, label (rank
+    1 = most memorized over all classes). ``image_grid``: a picture of them (a path relative to the
+    Markdown file) shown above the tables."""
     df = scores_df
     if "rank" not in df.columns:
         df = df.assign(rank=memorization_rank(df))
+    score_col = memorization_column(df)  # the one scores.csv's rank follows
     text_col = _text_column(df)
     lines = [f"# {title or 'Most and least memorized training instances'}", ""]
+    if image_grid:
+        lines += [f"![the most and least memorized training images of every class]({image_grid})", ""]
     for label in sorted(df["label"].unique()):
         name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else None
         part = rank_by_memorization(df[df["label"] == label], "rank", ascending=True)
@@ -129,11 +135,11 @@ def write_top_bottom_markdown(scores_df: pd.DataFrame, path: str | os.PathLike, 
         lines.append("")
         for heading, rows in ((f"Top-{n} memorized", part.head(n)),
                               (f"Bottom-{n} memorized", part.tail(n))):
-            lines += [f"### {heading}", "", "| rank | score | text | label |", "|---:|---:|---|---|"]
+            lines += [f"### {heading}", "", f"| rank | {score_col} | text | label |", "|---:|---:|---|---|"]
             for _, row in rows.iterrows():
                 text = row[text_col] if text_col else ""
                 shown = name or label
-                lines.append(f"| {int(row['rank'])} | {row['mem_score']:.4g} | {_md_cell(text)} | "
+                lines.append(f"| {int(row['rank'])} | {row[score_col]:.4g} | {_md_cell(text)} | "
                              f"{_md_cell(shown)} |")
             lines.append("")
     return atomic_write_text(path, "\n".join(lines))
@@ -154,6 +160,9 @@ body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; line-height:
 <p class="legend"><span style="background: rgba(255,0,0,0.6)">positive attribution (memorized)</span>
 <span style="background: rgba(0,0,255,0.6)">negative attribution</span>
 intensity &prop; |a| / max |a| within each instance</p>
+<p>The attributions explain <b>{explained}</b>: an instance's token attributions sum to its replace score
+M<sub>replace</sub> (Eq. 4; up to the path integral's error), its {explained} less the same product with the
+loss gradient taken at the sequence with every token [MASK]ed.</p>
 """
 
 
@@ -178,11 +187,15 @@ def attribution_html(records: Iterable[Mapping], path: str | os.PathLike,
     """Paper Table 4 as a self-contained HTML page: each instance's tokens highlighted red
     (positive memorization attribution) or blue (negative), opacity |a| / max |a| of that instance.
 
-    ``records``: dicts with ``sample_index, label, mem_score, tokens, attributions``. Special
+    ``records``: dicts with ``sample_index, label, mem_score, tokens, attributions`` (and ``loo_score``,
+    ``replace_score`` when known: the attributions explain loo_score where there is one, the solver's score
+    without the instance's own curvature term, and sum to replace_score, Eq. 4). Special
     tokens ([CLS], [SEP], padding) are hidden unless ``hide_special`` is False; "##" word pieces
     are joined to the piece before. All text is HTML-escaped. Returns the path written.
     """
-    body = [_HTML_HEAD.format(title=html.escape(title))]
+    records = list(records)
+    explained = "loo_score" if records and all("loo_score" in r for r in records) else "mem_score"
+    body = [_HTML_HEAD.format(title=html.escape(title), explained=explained)]
     for record in records:
         tokens = [str(t) for t in record["tokens"]]
         attributions = [float(a) for a in record["attributions"]]
@@ -196,29 +209,12 @@ def attribution_html(records: Iterable[Mapping], path: str | os.PathLike,
         label = record.get("label")
         if class_names is not None and label is not None and 0 <= int(label) < len(class_names):
             label = f"{class_names[int(label)]} ({int(label)})"
+        replace = (f" &middot; M<sub>replace</sub> {float(record['replace_score']):.4g}"
+                   if "replace_score" in record else "")
         meta = (f"#{html.escape(str(record.get('sample_index')))} &middot; label "
-                f"{html.escape(str(label))} &middot; memorization score "
-                f"{float(record.get('mem_score', math.nan)):.4g} &middot; sum of attributions {total:.4g}")
+                f"{html.escape(str(label))} &middot; {explained} "
+                f"{float(record.get(explained, math.nan)):.4g}{replace} &middot; sum of attributions {total:.4g}")
         body.append(f'<div class="instance"><div class="meta">{meta}</div>'
                     f'<div class="tokens">{_token_spans(tokens, attributions)}</div></div>')
     body.append("</body></html>\n")
     return atomic_write_text(path, "\n".join(body))
-
-
-def plot_image_heatmaps(records: list[dict], images, path: str | os.PathLike, class_names=None, n: int = 16):
-    """Fig. 3: each memorized image with its attribution grid overlaid (red = memorized)."""
-    records = records[:n]
-    cols = min(4, len(records))
-    rows = math.ceil(len(records) / cols)
-    fig, axes = new_figure(rows, cols, figsize=(3 * cols, 3 * rows))
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, r, img in zip(axes.flat, records, images):
-        grid = np.asarray(r["attributions"], dtype=float)
-        vmax = np.abs(grid).max() or 1.0
-        ax.imshow(img)
-        ax.imshow(grid, cmap="bwr", vmin=-vmax, vmax=vmax, alpha=0.5, interpolation="nearest",
-                  extent=(0, img.shape[1], img.shape[0], 0))
-        name = class_names[r["label"]] if class_names else r["label"]
-        ax.set_title(f"#{r['sample_index']} {name}\nM={r['mem_score']:.3g}", fontsize=8)
-    return save_figure(fig, path)

@@ -112,7 +112,9 @@ def _log_wandb(sweep_dir: Path, paths: dict, summary: pd.DataFrame) -> None:
         import wandb
     except ImportError:
         return
-    run = wandb.init(project="memlab", group=str(sweep_dir), name=f"removal-report-{sweep_dir.name}",
+    from .wandb_run import sweep_group
+
+    run = wandb.init(project="memlab", group=sweep_group(sweep_dir), name=f"removal-report-{sweep_dir.name}",
                      job_type="report", mode=os.environ.get("WANDB_MODE", "offline"), dir=str(sweep_dir),
                      reinit="finish_previous")
     try:

@@ -1,14 +1,14 @@
 """The one wrapper around every task, and the ``task=`` registry: ``python -m memlab`` hands its
 config to :func:`main`; tests and scripts call :func:`run`.
 
-:func:`run` checks the config, runs the task, finishes W&B whatever happens (multirun jobs never merge
-into one W&B run), writes a failure to ``job_failed.json`` (and to a removal job's
-``removal_job.json``), and in a multirun logs the failure instead of stopping the sweep (the sweep
-exits non-zero at its end: :mod:`memlab.tasks.failed_jobs`).
+:func:`run` checks the config, runs the task inside the job's W&B run (:mod:`memlab.tasks.wandb_run`:
+opened before, its files logged and the run finished after, whatever happens; multirun jobs never merge
+into one W&B run), writes a failure to ``job_failed.json`` (and to a removal job's ``removal_job.json``),
+and in a multirun logs the failure instead of stopping the sweep (the sweep exits non-zero at its end:
+:mod:`memlab.tasks.failed_jobs`).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -21,6 +21,7 @@ from .config_checks import check_config
 from .data_classes import resolve_data_classes
 from .failed_jobs import write_job_failed
 from .removal_record import finish_job_record, is_removal_job
+from .wandb_run import job_run
 
 log = logging.getLogger("memlab")
 
@@ -58,7 +59,7 @@ def run(cfg: DictConfig) -> dict:
     multirun it is logged instead and ``{"status": "failed", "error": ...}`` returned.
     """
     output_dir = Path(cfg.paths.output_dir)
-    with finish_wandb():
+    with job_run(cfg):
         try:
             check_config(cfg, tasks=TASKS)  # bad values fail here in seconds, before any data, model or training
             resolve_data_classes(cfg)  # data=custom: read and checked now; its classes size the model's head
@@ -84,21 +85,6 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {one_line(known)}", file=sys.stderr)
         raise SystemExit(1) from None  # not an Exception: Hydra lets it through without a traceback
-
-
-@contextlib.contextmanager
-def finish_wandb():
-    """Finish the W&B run on the way out, also after an error."""
-    try:
-        yield
-    finally:
-        try:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish()
-        except ImportError:
-            pass
 
 
 def in_multirun() -> bool:
