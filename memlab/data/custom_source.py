@@ -262,8 +262,10 @@ def _integer_labels(series: pd.Series, where: str) -> np.ndarray:
     bad = values.isna() | (values != values.round()) | (values < 0)
     if bad.any():
         row = int(np.argmax(bad.values))
+        hint = ("; unlabelled rows, as some hub test splits have: pick another split with data.split_names"
+                if values.iloc[row] < 0 else "")
         raise DataError(f"{where}: label {_plain(series.iloc[row])!r} in row {row + 1} is not a class index "
-                        f"(0, 1, ...) or a class name")
+                        f"(0, 1, ...) or a class name{hint}")
     return values.to_numpy(np.int64)
 
 

@@ -154,3 +154,12 @@ def test_a_missing_path_or_an_offline_hub_id_is_one_line(tmp_path):
         read_custom("someone/not-cached", COLUMNS)
     with pytest.raises(DataError, match=r"has no split 'dev_matched' \(data.split_names.val\); splits: train, validation, test"):
         read_custom(str(write_folder(tmp_path / "disk", "disk")), COLUMNS, split_names={"val": "dev_matched"})
+
+
+def test_unlabelled_hub_rows_and_fractional_labels_are_one_line():
+    from memlab.data.custom_source import encode_labels
+
+    with pytest.raises(DataError, match=r"x \[test\]: label -1 in row 3 is not a class index.*data.split_names"):
+        encode_labels({"test": (pd.Series([0, 1, -1]), "x [test]")}, None, None)
+    with pytest.raises(DataError, match=r"label 1.5 in row 2 is not a class index \(0, 1, ...\) or a class name$"):
+        encode_labels({"train": (pd.Series([0, 1.5]), "x [train]")}, None, None)
