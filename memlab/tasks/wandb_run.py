@@ -28,6 +28,14 @@ from .removal_record import is_removal_job
 log = logging.getLogger("memlab")
 # what wandb.init takes from logger.wandb besides what is set here
 PASSED_SETTINGS = ("project", "entity", "name", "tags", "notes")
+# where a launcher (Lightning's DDP, torchrun, SLURM) puts a process's rank, in Lightning's order
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """This process's rank as its launcher set it (0 when none did): only rank 0 opens the W&B run, as
+    Lightning's WandbLogger logs from rank 0 only."""
+    return next((int(os.environ[k]) for k in RANK_VARIABLES if os.environ.get(k) is not None), 0)
 
 
 def wandb_settings(cfg: DictConfig) -> DictConfig | None:
@@ -77,7 +85,7 @@ def start_run(cfg: DictConfig):
     """Open the job's W&B run (see the module docstring); None when the job does not log to W&B."""
     settings = wandb_settings(cfg)
     mode = (settings.get("mode") if settings is not None else None) or os.environ.get("WANDB_MODE", "offline")
-    if settings is None or mode == "disabled":
+    if settings is None or mode == "disabled" or process_rank() != 0:
         return None
     try:
         import wandb

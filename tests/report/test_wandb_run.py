@@ -150,3 +150,4 @@ def test_attribution_html_says_which_score_it_explains(tmp_path):
     without = Path(attribution_html([{k: v for k, v in record.items() if k != "loo_score"}],
                                     tmp_path / "b.html")).read_text()
     assert "explain <b>mem_score</b>" in without and "mem_score 2.5" in without
+

@@ -11,9 +11,11 @@ import sys
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from conftest import ROOT, compose
 from wandb_log import offline_runs
 
+from memlab.tasks import wandb_run as job_wandb
 from memlab.tasks.runner import run
 
 
@@ -104,3 +106,24 @@ def test_two_sweeps_two_groups(tmp_path, offline_wandb):
         assert swept == {("top", 30), ("random", 30)}  # the sweep's parameters, as config columns
     assert first[0].group != second[0].group
     assert first[0].group.endswith("-first") and second[0].group.endswith("-second")
+
+
+def test_job_type_is_the_strategy_or_the_study():
+    def job_type(**cfg):
+        return job_wandb.job_type(OmegaConf.create(cfg))
+
+    assert job_type(task="train", removal={"strategy": "random"}, callbacks={"memorization": {}}) == "random"
+    assert job_type(task="fz", removal={"strategy": "none"}) == "fz"
+    assert job_type(task="train", callbacks={"memorization": {}, "attribution": {}}) == "attribution"
+    assert job_type(task="train", callbacks={"memorization": {}}) == "memorization"
+    assert job_type(task="train", callbacks={"prefix_cache": {}}) == "train"
+
+
+def test_only_rank_zero_opens_a_run(monkeypatch):
+    cfg = OmegaConf.create({"logger": {"wandb": {"_target_": "x", "mode": "offline"}}, "paths": {"output_dir": "."}})
+    for key in job_wandb.RANK_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP child: Lightning's WandbLogger logs from rank 0 only
+    assert job_wandb.process_rank() == 1 and job_wandb.start_run(cfg) is None
+    monkeypatch.setenv("RANK", "0")  # RANK first, as Lightning reads them
+    assert job_wandb.process_rank() == 0
