@@ -2,7 +2,7 @@
 the top-N% memorized instances to tokens or image regions (Eq. 5) and measures the reduction rate
 (Eq. 6). Writes into ``<run>/memorization/``: attributions.jsonl, attributions.html (text) or
 attributions.png (images: every class's most memorized image, paper Fig. 3; its top-1 is attributed too
-when it is not in the top-N%), reduction_rate.csv/.png.
+when it is not in the top-N%), reduction_rate.csv/.png (text and images, over the top-N% only).
 
 It reuses the scores and the fitted solver of the :class:`~memlab.callbacks.scoring.ScoringCallback`,
 found among ``trainer.callbacks`` by type when fitting starts (a clear error when there is none, or
@@ -17,8 +17,8 @@ import lightning as L
 import torch
 
 from ..influence.functional import trainable_params
-from ..pipeline.attributing import (attribute_images, attribute_text, text_reduction_rate, top_instances,
-                                    top_of_each_class)
+from ..pipeline.attributing import (attribute_images, attribute_text, image_reduction_rate, text_reduction_rate,
+                                    top_instances, top_of_each_class)
 from ..utils.io import atomic_write_csv, atomic_write_jsonl, update_json
 from .scoring import ScoringCallback, find_scoring_callback
 
@@ -49,6 +49,7 @@ class AttributionCallback(L.Callback):
         scores = result.scores
         solver = result.solver
         chosen = top_instances(scores, self.top_pct)[: self.max_instances]
+        num_top = len(chosen)  # Eq. 6's set: the top-N% only, not the classes' top-1 added for Fig. 3
         if hasattr(dm, "images"):  # Fig. 3 shows every class's most memorized image
             chosen += [i for i in top_of_each_class(scores) if i not in set(chosen)]
         train = dm.splits["train"]
@@ -82,21 +83,25 @@ class AttributionCallback(L.Callback):
             from ..report.plots import attribution_html
 
             attribution_html(records, out / "attributions.html", class_names=getattr(dm, "class_names", None))
-            if self.reduction:
-                t0 = time.perf_counter()
-                with torch.enable_grad():
-                    rows = text_reduction_rate(net, module, params, solver, objective, examples, records,
-                                               torch.tensor(explained.values), dm.tokenizer, self.random_draws,
-                                               self.seed)
-                self.write_reduction(rows, out)
-                metrics["reduction_rate/seconds"] = time.perf_counter() - t0
-                metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
         elif hasattr(dm, "images"):
             from ..report.image_figures import plot_image_heatmaps
 
             predictions = dict(zip(by_sample.index, by_sample["prediction"])) if "prediction" in by_sample else None
             plot_image_heatmaps(records, dm.images, out / "attributions.png", getattr(dm, "class_names", None),
                                 predictions)
+        if self.reduction:
+            t0 = time.perf_counter()
+            before = torch.tensor(explained.values[:num_top])
+            with torch.enable_grad():
+                if "tokens" in records[0]:
+                    rows = text_reduction_rate(net, module, params, solver, objective, examples[:num_top],
+                                               records[:num_top], before, dm.tokenizer, self.random_draws, self.seed)
+                else:
+                    rows = image_reduction_rate(module, params, solver, objective, examples[:num_top],
+                                                records[:num_top], before, self.random_draws, self.seed)
+            self.write_reduction(rows, out)
+            metrics["reduction_rate/seconds"] = time.perf_counter() - t0
+            metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
         update_json(self.metrics_file, metrics)
         log.info("attributed %d instances in %.1f s -> %s", len(records), metrics["attribution/seconds"], out)
 

@@ -3,16 +3,18 @@ maths over a whole training set (chunked, resumable, sharded across ranks) and r
 records. No Lightning, no Hydra: the callbacks in :mod:`memlab.callbacks` wrap them.
 
     scoring      score_training_set: every training instance's memorization score -> scores.csv's table
-    attributing  attribute_text / attribute_images / text_reduction_rate for the top memorized instances
+    attributing  attribute_text / attribute_images / text_reduction_rate / image_reduction_rate for the top
+                 memorized instances
 
 How names tell the layer (one concept, one name per layer):
 
     layer                  memorization scores (Eq. 2)          attribution (Eq. 5, 6)
     influence/  maths      memorization_scores                  memorization_attribution(s),
-                           (module self_influence: the paper's  reduction_curve
-                           "self-influence" with its own term)  (module influence.attribution)
+                           (module self_influence: the paper's  reduction_curve, image_reduction_curve
+                           "self-influence" with its own term)  (modules influence.attribution, .reduction)
     pipeline/   drivers    score_training_set                   attribute_text, attribute_images,
-                           (module pipeline.scoring)            text_reduction_rate (pipeline.attributing)
+                           (module pipeline.scoring)            text_reduction_rate, image_reduction_rate
+                                                                (pipeline.attributing)
     callbacks/  Lightning  ScoringCallback -> TrainingSetScores AttributionCallback
                            (module callbacks.scoring)           (module callbacks.attributing)
     studies/    analysis   rank_by_memorization, score_diagnostics (studies.ranking, studies.diagnostics)

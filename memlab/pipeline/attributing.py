@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from ..data.disk_store import materialize
 from ..influence.attribution import memorization_attribution, memorization_attributions
 from ..influence.functional import Params, TrainingObjective, gold_probability, per_example_grads
-from ..influence.masking import mask_all_tokens
-from ..influence.reduction import DEFAULT_K_PERCENTS, reduction_curve
+from ..influence.masking import mask_all_tokens, mask_cells
+from ..influence.reduction import DEFAULT_K_PERCENTS, image_reduction_curve, reduction_curve
 from ..influence.self_influence import memorization_scores
 from ..influence.sampling import eval_mode
 from ..studies.ranking import rank_by_memorization, top_count
@@ -161,3 +161,30 @@ def attribute_images(module: nn.Module, params: Params, solver, objective: Train
                         "attributions": result.attributions.tolist(), "replace_score": float(result.replace_score),
                         "attribution_total": float(result.total), "completeness_gap": float(result.completeness_gap)})
     return records
+
+
+def image_reduction_rate(module: nn.Module, params: Params, solver, objective: TrainingObjective, examples: list[dict],
+                         records: list[dict], mem_scores: Tensor, random_draws: int = 3, seed: int = 0,
+                         batch_size: int = 32, progress: bool = True) -> list[dict]:
+    """Eq. 6 for k = 10..90% of the grid cells: set the top-k% attributed (or random) cells to the zero
+    baseline, re-score with the same solver (as :func:`text_reduction_rate`)."""
+    attributions = torch.tensor([r["attributions"] for r in records], dtype=torch.float64)  # [n, H, W]
+    labels = torch.stack([e["labels"].view(()) for e in examples])
+    batches = [torch.arange(i, min(i + batch_size, len(examples))) for i in range(0, len(examples), batch_size)]
+    rescorings = len(DEFAULT_K_PERCENTS) * (1 + random_draws)
+    bar = tqdm(total=rescorings * len(examples), desc="reduction rate", disable=not progress, unit="inst",
+               dynamic_ncols=True)
+
+    def rescore(chosen: Tensor) -> Tensor:
+        out = torch.empty(len(examples), dtype=torch.float64)
+        for rows in batches:  # features read back per batch: never all n masked maps at once
+            feats = torch.stack([materialize(examples[i]["features"]).float() for i in rows.tolist()])
+            batch = {"features": mask_cells(feats, chosen[rows]), "labels": labels[rows]}
+            out[rows] = torch.cat([r["mem_score"] for r in memorization_scores(module, params, [batch], solver,
+                                                                                  objective)]).double()
+            bar.update(len(rows))
+        return out
+
+    rows = image_reduction_curve(mem_scores.double(), rescore, attributions, random_draws=random_draws, seed=seed)
+    bar.close()
+    return rows

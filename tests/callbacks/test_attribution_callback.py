@@ -49,12 +49,22 @@ def test_text_attribution_outputs(tiny_cfg, tmp_path):
 
 
 def test_image_attribution_grid(tiny_cfg, tmp_path):
-    run(tiny_cfg("experiment=smoke_image"))
+    metrics = run(tiny_cfg("experiment=smoke_image"))
     mem = tmp_path / "memorization"
     records = read_jsonl(mem / "attributions.jsonl")
     assert records and all(len(r["attributions"]) == 7 and len(r["attributions"][0]) == 7 for r in records)
     assert (mem / "attributions.png").stat().st_size > 1000
     assert len(pd.read_csv(mem / "scores.csv")) == 64
+    # the reduction rate (Eq. 6, Fig. 2) over grid cells, as for text
+    rates = pd.read_csv(mem / "reduction_rate.csv")
+    assert list(rates.columns) == ["k_percent", "method", "reduction_rate"]
+    assert sorted(set(rates["k_percent"])) == list(range(10, 100, 10)) and set(rates["method"]) == {"attribution", "random"}
+    assert len(rates) == 18 and rates["reduction_rate"].notna().all()
+    assert (mem / "reduction_rate.png").stat().st_size > 1000
+    by = rates.set_index(["method", "k_percent"])["reduction_rate"]
+    for method in ("attribution", "random"):
+        for k in range(10, 100, 10):
+            assert metrics[f"reduction_rate/{method}_{k}"] == pytest.approx(by[(method, k)], rel=1e-9)
 
 
 def tiny_text_attribution_setup():
