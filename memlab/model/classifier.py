@@ -6,6 +6,8 @@ one line (:class:`~memlab.errors.TrainingDiverged`): the curvature fit would die
 """
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,10 @@ from torch import nn
 
 from ..errors import TrainingDiverged
 from ..influence.functional import TrainingObjective, default_l2_names, split_batch
+
+# The frozen prefix (text) and backbone (images) are in eval mode by design: no dropout, the outputs
+# the prefix cache holds. Lightning warns about any module in eval mode at the start of training.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 class ClassifierModule(L.LightningModule):
