@@ -17,8 +17,8 @@ RULES = [
     "Fig. 2 (attribution − random reduction rate), Table 1 (top/bottom-10% against the class's all): memlab's "
     "point values have no interval; **agrees** when memlab's difference has the paper's sign, **disagrees** when "
     "the opposite, **inconclusive** when either is 0. With several seeds the interval decides as for Fig. 1.",
-    "Table 5: **agrees** when memlab's lowest Spearman between seeds is at least the paper's lowest, else "
-    "**disagrees**.",
+    "Table 5 (the ranking is stable across training seeds): **agrees** when memlab's lowest Spearman between "
+    "seeds is at least the paper's lowest less 0.05, else **disagrees**.",
     "Own top-10% train accuracy: **agrees** when memlab's and the paper's lie on the same side of 50% (the model "
     "gets most of its own most memorized right, or most wrong), else **disagrees**.",
     "Full-data accuracy and the single arms of Fig. 1 and Fig. 2 are shown for scale only (—): a different "
@@ -52,10 +52,13 @@ def sign_verdict(paper: float | None, memlab: float | None) -> str:
     return AGREES if (paper > 0) == (memlab > 0) else DISAGREES
 
 
-def at_least_verdict(paper: float | None, memlab: float | None) -> str:
+STABILITY_TOLERANCE = 0.05  # a Spearman of 0.974 against the paper's 0.98 still says "stable across seeds"
+
+
+def at_least_verdict(paper: float | None, memlab: float | None, tolerance: float = 0.0) -> str:
     if not _finite(paper, memlab):
         return INCONCLUSIVE
-    return AGREES if memlab >= paper else DISAGREES
+    return AGREES if memlab >= paper - tolerance else DISAGREES
 
 
 def same_side_verdict(paper: float | None, memlab: float | None, threshold: float) -> str:

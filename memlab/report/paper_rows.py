@@ -21,7 +21,8 @@ from scipy import stats as st
 
 from ..studies.removal_stats import FULL, t_interval
 from . import run_results
-from .agreement import (NO_CLAIM, at_least_verdict, interval_verdict, same_side_verdict, sign_verdict)
+from .agreement import (NO_CLAIM, STABILITY_TOLERANCE, at_least_verdict, interval_verdict, same_side_verdict,
+                        sign_verdict)
 from .paper_numbers import paper_note, paper_value, paper_xs, std_from_note
 from .run_dirs import RunDir
 
@@ -305,7 +306,8 @@ def stability_rows(paper, paper_key: str, runs: list[RunDir]) -> list[Row]:
     if group is None:
         return [Row(names[0], "", _paper(lowest), NOT_RUN), Row(names[1], "", _paper(highest), NOT_RUN)]
     low, high, n = group[0][-1][1]
-    return [Row(names[0], "", _paper(lowest), _num(low, 3), "", _seeds(n), at_least_verdict(lowest, low), group[1]),
+    verdict = at_least_verdict(lowest, low, STABILITY_TOLERANCE)
+    return [Row(names[0], "", _paper(lowest), _num(low, 3), "", _seeds(n), verdict, group[1]),
             Row(names[1], "", _paper(highest), _num(high, 3), "", _seeds(n), NO_CLAIM, group[1])]
 
 
