@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .text_sources import carve_split
+from .text_sources import carve_missing_splits
 
 SPLITS = ("train", "val", "test")
 FILE_STEMS = {"train": ("train",), "val": ("dev", "val", "validation"), "test": ("test",)}
@@ -69,11 +69,7 @@ def read_custom(path: str, columns: CustomColumns, class_names: Sequence[str] | 
     if missing and not split_from_train:
         raise DataError(f"{path} has no {' and no '.join('dev' if s == 'val' else s for s in missing)} split; add it, "
                         f"or pass data.split_from_train=true for a seeded split of train")
-    if "test" not in frames:
-        frames["train"], frames["test"] = carve_split(frames["train"], test_size, seed)
-    if "val" not in frames:
-        frames["train"], frames["val"] = carve_split(frames["train"], val_size, seed + 1)
-    return frames, names
+    return carve_missing_splits(frames, val_size, test_size, seed), names
 
 
 # -- where the tables come from ---------------------------------------------------------------------

@@ -121,6 +121,12 @@ def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: 
         files = " and ".join(SPLIT_FILES[s][0] for s in missing)
         raise DataError(f"{root} has no {files}; add it, or pass data.split_from_train=true for a seeded "
                         f"split of train.csv")
+    return carve_missing_splits(splits, val_size, test_size, seed)
+
+
+def carve_missing_splits(splits: dict[str, pd.DataFrame], val_size: float | int, test_size: float | int,
+                         seed: int) -> dict[str, pd.DataFrame]:
+    """A missing test, then val, split carved out of train (seeded, stratified: :func:`carve_split`)."""
     if "test" not in splits:
         splits["train"], splits["test"] = carve_split(splits["train"], test_size, seed)
     if "val" not in splits:

@@ -9,6 +9,7 @@ Writes ``stability.csv`` and ``stability.png``; with one seed its ranking is cac
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ log = logging.getLogger("memlab")
 
 def run(cfg: DictConfig) -> dict:
     """Task ``stability``; returns the metrics written to metrics.json."""
+    started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     tables = {}
     for seed in cfg.stability.seeds:
@@ -35,6 +37,8 @@ def run(cfg: DictConfig) -> dict:
     off = matrix.to_numpy()[~np.eye(len(matrix), dtype=bool)]
     log.info("seed stability:\n%s", matrix.round(3).to_string())
     if not off.size:  # one seed: its ranking is cached for a later run with more seeds
-        return update_json(out / "metrics.json", {"stability/seeds": len(matrix)})
+        return update_json(out / "metrics.json", {"stability/seeds": len(matrix),
+                                                  "job/seconds": time.perf_counter() - started})
     return update_json(out / "metrics.json", {"stability/spearman_min": float(off.min()),
-                                              "stability/spearman_mean": float(off.mean())})
+                                              "stability/spearman_mean": float(off.mean()),
+                                              "job/seconds": time.perf_counter() - started})
