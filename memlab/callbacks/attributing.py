@@ -99,18 +99,18 @@ class AttributionCallback(L.Callback):
                 else:
                     rows = image_reduction_rate(module, params, solver, objective, examples[:num_top],
                                                 records[:num_top], before, self.random_draws, self.seed)
-            self.write_reduction(rows, out)
+            self.write_reduction(rows, out, masked="tokens" if "tokens" in records[0] else "cells")
             metrics["reduction_rate/seconds"] = time.perf_counter() - t0
             metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
         update_json(self.metrics_file, metrics)
         log.info("attributed %d instances in %.1f s -> %s", len(records), metrics["attribution/seconds"], out)
 
     @staticmethod
-    def write_reduction(rows, out: Path) -> None:
+    def write_reduction(rows, out: Path, masked: str = "tokens") -> None:
         import pandas as pd
 
         from ..report.plots import plot_reduction_rate
 
         df = pd.DataFrame(rows)[["k_percent", "method", "reduction_rate"]]
         atomic_write_csv(df, out / "reduction_rate.csv")
-        plot_reduction_rate(df, out / "reduction_rate.png")
+        plot_reduction_rate(df, out / "reduction_rate.png", masked=masked)

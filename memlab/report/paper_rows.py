@@ -229,7 +229,8 @@ def _reduction_table(run: RunDir) -> pd.DataFrame | None:
     return None if table is None else table.pivot_table(index="k_percent", columns="method", values="reduction_rate")
 
 
-def reduction_rows(paper, paper_key: str, runs: list[RunDir]) -> list[Row]:
+def reduction_rows(paper, paper_key: str, runs: list[RunDir], masked: str = "tokens") -> list[Row]:
+    """Fig. 2 at every k: ``masked`` names what random masking replaces (``tokens``; ``cells`` for images)."""
     group = best_group(runs, _reduction_table)
     ks = set(paper_xs(paper, paper_key, "fig2"))
     if group is not None:
@@ -247,11 +248,11 @@ def reduction_rows(paper, paper_key: str, runs: list[RunDir]) -> list[Row]:
                     per_run.append((100 * t.loc[k, "attribution"], 100 * t.loc[k, "random"]))
         if not per_run:
             rows += [Row("Fig. 2: reduction rate (%), attribution", at, _paper(attr_paper), NOT_RUN),
-                     Row("Fig. 2: reduction rate (%), random tokens", at, _paper(rand_paper), NOT_RUN),
+                     Row(f"Fig. 2: reduction rate (%), random {masked}", at, _paper(rand_paper), NOT_RUN),
                      Row("Fig. 2: attribution − random (pp)", at, _paper_diff(paper_diff), NOT_RUN)]
             continue
         source, n = group[1], len(per_run)
-        for i, (label, value) in enumerate((("attribution", attr_paper), ("random tokens", rand_paper))):
+        for i, (label, value) in enumerate((("attribution", attr_paper), (f"random {masked}", rand_paper))):
             mean, low, high = t_interval([p[i] for p in per_run])
             rows.append(Row(f"Fig. 2: reduction rate (%), {label}", at, _paper(value), _num(mean),
                             _interval(low, high), _seeds(n), NO_CLAIM, source))
@@ -329,5 +330,5 @@ def dataset_rows(paper: pd.DataFrame, paper_key: str, runs: list[RunDir]) -> lis
     tables = _removal_tables([r for r in runs if r.kind == "sweep"])
     plain = [r for r in runs if r.kind == "run"]
     return (full_data_rows(paper, paper_key, tables, plain) + removal_rows(paper, paper_key, tables)
-            + reduction_rows(paper, paper_key, plain) + typicality_rows(paper, paper_key, plain)
+            + reduction_rows(paper, paper_key, plain, masked="cells" if paper_key == "cifar10" else "tokens") + typicality_rows(paper, paper_key, plain)
             + stability_rows(paper, paper_key, plain) + own_top10_rows(paper, paper_key, plain))

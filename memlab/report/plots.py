@@ -81,22 +81,23 @@ def reduction_rate_percent(rates, unit: str = "fraction"):
 
 
 def plot_reduction_rate(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
-                        unit: str = "fraction"):
+                        unit: str = "fraction", masked: str = "tokens"):
     """Paper Fig. 2: reduction rate (Eq. 6) in % vs. the k% of tokens masked, one line per ``method``
     (``attribution``, ``random``). Columns ``method, k_percent, reduction_rate`` and optionally
     ``reduction_rate_std`` (error bars), as fractions (memlab's reduction_rate.csv) unless
-    ``unit="percent"``."""
+    ``unit="percent"``. ``masked`` names what was replaced: ``tokens`` (text, by [MASK]) or ``cells``
+    (images, by the zero baseline)."""
     fig, axes = new_figure(1, 1, figsize=(5.5, 4.0))
     ax = axes[0, 0]
     styles = {"attribution": ("tab:red", "o", "memorization attribution"),
-              "random": ("tab:blue", "s", "random tokens")}
+              "random": ("tab:blue", "s", f"random {masked}")}
     for method, g in df.groupby("method", sort=False):
         g = g.sort_values("k_percent")
         color, marker, label = styles.get(method, (None, "^", method))
         yerr = reduction_rate_percent(g["reduction_rate_std"], unit) if "reduction_rate_std" in g.columns else None
         ax.errorbar(g["k_percent"], reduction_rate_percent(g["reduction_rate"], unit), yerr=yerr, color=color,
                     marker=marker, capsize=3, label=label)
-    ax.set_xlabel("top-k% tokens replaced by [MASK]")
+    ax.set_xlabel("top-k% tokens replaced by [MASK]" if masked == "tokens" else f"top-k% {masked} set to the baseline")
     ax.set_ylabel("reduction rate (%)")
     if title:
         ax.set_title(title)

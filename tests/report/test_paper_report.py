@@ -266,6 +266,18 @@ def test_images_section_shows_the_stand_in(runs):
     assert "## Run dirs read but not compared" in text and "(tiny_text)" in text
 
 
+def test_fig2_rows_name_what_was_masked():
+    """Text masks tokens; images set 7x7 cells to the baseline: the random arm's row says which."""
+    from memlab.report.paper_rows import dataset_rows
+
+    paper = pd.DataFrame({"dataset": ["sst2", "cifar10"], "figure": ["fig2", "fig2"], "quantity": ["random"] * 2,
+                          "x": [10.0, 10.0], "value": [40.0, 30.0], "unit": ["reduction rate %"] * 2, "note": [""] * 2})
+    labels = {key: [r.measurement for r in dataset_rows(paper, key, [])] for key in ("sst2", "cifar10")}
+    assert "Fig. 2: reduction rate (%), random tokens" in labels["sst2"]
+    assert "Fig. 2: reduction rate (%), random cells" in labels["cifar10"]
+    assert not any("tokens" in label for label in labels["cifar10"])
+
+
 def test_bad_input_is_one_line_and_writes_nothing(runs, capsys, tmp_path):
     out = tmp_path / "report.md"
     code, _, _ = make_report(runs, tmp_path / "absent", out=out)
