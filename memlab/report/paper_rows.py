@@ -37,6 +37,7 @@ class Source:
     command: str
     paths: list[Path]
     seconds: float | None
+    epochs: int | None = None  # training epochs of its runs (None: not recorded, or they differ)
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class Row:
     n: str = ""
     agreement: str = NO_CLAIM
     source: Source | None = None
+    detectable: str = ""  # Fig. 1: the smallest true difference the design finds with 80% power (pp)
 
 
 # -- formatting -------------------------------------------------------------------------------------
@@ -103,7 +105,12 @@ def _group_source(runs: list[RunDir]) -> Source:
         others = [shlex.quote(o) for o in _group_key(runs[0])]  # grouped runs all recorded their overrides
         command = " ".join(["python -m memlab -m", *others, f"seed={seeds}"])
     times = [r.seconds for r in runs if r.seconds is not None]
-    return Source(command, [r.path for r in runs], sum(times) if times else None)
+    return Source(command, [r.path for r in runs], sum(times) if times else None, _epochs(runs))
+
+
+def _epochs(runs: list[RunDir]) -> int | None:
+    found = {r.epochs for r in runs}
+    return found.pop() if len(found) == 1 else None
 
 
 Members = list[tuple[RunDir, object]]  # (run, the value read from it)
@@ -125,7 +132,7 @@ def best_group(runs: list[RunDir], read: Callable[[RunDir], object]) -> tuple[Me
 
 
 def _sweep_source(run: RunDir) -> Source:
-    return Source(run.command, [run.path], run.seconds)
+    return Source(run.command, [run.path], run.seconds, run.epochs)
 
 
 def _removal_tables(sweeps: list[RunDir]) -> list[tuple[RunDir, pd.DataFrame]]:
@@ -218,9 +225,11 @@ def removal_rows(paper, paper_key: str, tables) -> list[Row]:
             pairs = r.n_pairs if math.isfinite(r.n_pairs) else r.n_seeds
             low, high = 100 * r.ci_low, 100 * r.ci_high
             verdict = (interval_verdict(paper_diff, low, high, paper_sign=-1) if base == "top" else NO_CLAIM)
+            mde = getattr(r, "mde", math.nan)
             rows.append(Row(measurement, at, _paper_diff(paper_diff if base == "top" else None),
                             _num(100 * r.diff_vs_random, signed=True), _interval(low, high, signed=True),
-                            _seeds(int(pairs), "paired seed"), verdict, source))
+                            _seeds(int(pairs), "paired seed"), verdict, source,
+                            _num(100 * mde) if isinstance(mde, float) and math.isfinite(mde) else ""))
     return rows
 
 

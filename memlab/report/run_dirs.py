@@ -55,6 +55,11 @@ class RunDir:
         return int(value) if isinstance(value, int) else None
 
     @property
+    def epochs(self) -> int | None:
+        value = (self.config.get("trainer") or {}).get("max_epochs")
+        return int(value) if isinstance(value, int) else None
+
+    @property
     def command(self) -> str:
         if self.overrides is None:
             return "(command not recorded: no .hydra/overrides.yaml)"

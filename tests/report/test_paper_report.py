@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats as st
 
 from memlab.report.cli import main
 from memlab.studies.removal import collect_sweep
@@ -68,7 +69,8 @@ def write_yaml(path: Path, value) -> None:
     path.write_text(yaml.safe_dump(value))
 
 
-def removal_sweep(root: Path, task_name: str, data: dict, diffs: dict, seeds=range(5), seconds=10.0) -> Path:
+def removal_sweep(root: Path, task_name: str, data: dict, diffs: dict, seeds=range(5), seconds=10.0,
+                  epochs: int = 5) -> Path:
     """A removal sweep as Hydra + memlab write it: multirun.yaml, job dirs with removal_job.json,
     metrics.json and .hydra/, and the report CSVs from memlab's own collection and statistics."""
     sweep = root / "multirun" / task_name / STAMP[0] / STAMP[1]
@@ -78,7 +80,7 @@ def removal_sweep(root: Path, task_name: str, data: dict, diffs: dict, seeds=ran
                                                              "removal.pct=0,10,30,50"]},
                   "sweeper": {"params": {"removal.strategy": "top,random", "removal.pct": "0,10,20",
                                          "seed": "0,1,2,3,4"}}},
-        "task_name": task_name, "task": "train", "data": data, "model": MINILM})
+        "task_name": task_name, "task": "train", "data": data, "model": MINILM, "trainer": {"max_epochs": epochs}})
     jobs = [("top", 0, s, 0.85 + 0.002 * s) for s in seeds]
     for pct, d in diffs.items():
         jobs += [("random", pct, s, 0.84 + 0.002 * s) for s in seeds]
@@ -152,7 +154,8 @@ def stability_run(root: Path) -> tuple[Path, float]:
 def runs(tmp_path):
     root = tmp_path / "runs"
     removal_sweep(root, "sst2_removal", SST2_DATA, DIFFS)
-    removal_sweep(root, "cifar10_removal", FMNIST_DATA, {10: [-0.02, -0.03], 30: [0.0, 0.0]}, seeds=range(2))
+    removal_sweep(root, "cifar10_removal", FMNIST_DATA, {10: [-0.02, -0.03], 30: [0.0, 0.0]}, seeds=range(2),
+                  epochs=2)
     attribution_run(root, 0, {10: (0.5, 0.25), 20: (0.4, 0.45)}, top10=0.2, acc=0.81)
     attribution_run(root, 1, {10: (0.6, 0.34), 20: (0.5, 0.55)}, top10=0.4, acc=0.83)
     typicality_run(root)
@@ -209,6 +212,10 @@ def test_paper_report_rows(runs, capsys):
     low, high = (float(v) for v in diff10["memlab 95% CI"].strip("[]").split(", "))
     assert low < -1.0 < high < 0
     assert diff10["agreement"] == "agrees"
+    sd = float(np.std(np.array(DIFFS[10]) * 100, ddof=1))  # the 80%-power effect: (t_.975 + t_.8) sd / sqrt(n)
+    expected = (st.t.ppf(0.975, 4) + st.t.ppf(0.8, 4)) * sd / math.sqrt(5)
+    assert diff10["detects (80% power)"] == f"{expected:.2f}"
+    assert row(sst2, "Fig. 1: test acc (%), top-X% removed", "10%")["detects (80% power)"] == ""
     assert row(sst2, "Fig. 1: top − random (pp)", "30%")["agreement"] == "disagrees"  # tight around 0, paper -1
     assert row(sst2, "Fig. 1: top − random (pp)", "50%")["agreement"] == "inconclusive"  # holds 0 and -1.5
     assert row(sst2, "Fig. 1: test acc (%), top-X% removed", "10%")["paper"] == "79.00"
@@ -234,7 +241,8 @@ def test_paper_report_rows(runs, capsys):
            "removal.strategy=top,random seed=0,1,2,3,4`" in text  # the command line wins over the sweeper's pct
     assert "`python -m memlab -m experiment=sst2_attribution model=minilm seed=0,1`" in text
     assert "wall time 3 min (summed over its jobs)" in text  # the two attribution runs: 100 + 101 s
-    assert "wall time 6 min (summed over its jobs)" in text  # 35 jobs of 10 s
+    assert "wall time 6 min (summed over its jobs); 5 epochs\n" in text  # 35 jobs of 10 s, the paper's 5
+    assert "; 2 epochs (**the paper: 10**)" in text  # the image sweep trained fewer epochs than CIFAR-10's
 
 
 def test_missing_runs_are_rows_that_say_so(runs):
