@@ -5,9 +5,10 @@ folder, e.g. ``docs/results/NAME/multirun/sst2_removal/<date>/<time>/...``; outs
 the folder given).
 
 Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``, ``.yaml``, ``.csv``, ``.md``,
-``.txt`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats CSVs,
-stability/typicality/reduction-rate CSVs; scores.csv only when small), plus the studies' main figures
-(removal.png, reduction_rate.png, typicality.png, stability.png). Never: checkpoints, W&B and CSV logs,
+``.txt``, ``.html`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats
+CSVs, stability/typicality/reduction-rate CSVs, top_bottom.md, attributions.html; scores.csv only when small),
+plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, and for images
+top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
 scoring chunks, logs, other pictures, anything over 2 MB.
 
     python -m memlab.report archive multirun/sst2_removal/2026-12-06/10-00-00-000000 --to docs/results/sst2
@@ -25,8 +26,9 @@ from ..utils.io import atomic_write
 from .run_dirs import SKIPPED_DIRS, find_run_dirs
 
 MAX_BYTES = 2 * 1024 * 1024
-KEPT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt"}
-MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png"}
+KEPT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt", ".html"}
+MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "top_bottom.png",
+                "attributions.png"}
 
 
 def is_kept(path: Path) -> bool:

@@ -22,17 +22,26 @@ class Section:
     memlab_keys: tuple[str, ...]  # the first is shown (as not run) when none of them ran
     note: str = ""
     paper_epochs: int | None = None  # ../shared/ORIGINAL.md: 5 for SST-2 and Yahoo, 10 for SNLI and CIFAR-10
+    lists: tuple[tuple[str, str], ...] = ()  # (the paper's table of examples, the run file that shows memlab's)
 
 
 SECTIONS = (
-    Section("SST-2", "sst2", ("sst2",), paper_epochs=5),
-    Section("SNLI", "snli", ("snli",), paper_epochs=10),
-    Section("Yahoo! Answers", "yahoo", ("yahoo",), paper_epochs=5),
+    Section("SST-2", "sst2", ("sst2",), paper_epochs=5,
+            lists=(("Table 2 (top/bottom-3)", "memorization/top_bottom.md"),
+                   ("Table 4 (top-3 per class, attributed)", "memorization/attributions.html"))),
+    Section("SNLI", "snli", ("snli",), paper_epochs=10,
+            lists=(("Table 3 (top/bottom-3)", "memorization/top_bottom.md"),
+                   ("attributions (no table in the paper)", "memorization/attributions.html"))),
+    Section("Yahoo! Answers", "yahoo", ("yahoo",), paper_epochs=5,
+            lists=(("top/bottom lists (no table in the paper)", "memorization/top_bottom.md"),
+                   ("Table 6 (top-1 per class, attributed)", "memorization/attributions.html"))),
     Section("Images: CIFAR-10 (paper) beside Fashion-MNIST (memlab)", "cifar10", ("fashion_mnist", "cifar10"),
             "The paper's image set is CIFAR-10 through ImageNet ResNet-50 features. memlab's offline stand-in is "
             "Fashion-MNIST through the packaged EfficientNet-Lite0 features (`data=fashion_mnist`): a different "
             "data set, so its numbers show whether the findings carry over, not the paper's values.",
-            paper_epochs=10),
+            paper_epochs=10,
+            lists=(("top/bottom images (no figure in the paper)", "memorization/top_bottom.png"),
+                   ("Fig. 3 (top-1 per class, attributed)", "memorization/attributions.png"))),
 )
 DATA_NAMES = {"sst2": "SST-2", "snli": "SNLI", "yahoo": "Yahoo! Answers", "cifar10": "CIFAR-10",
               "fashion_mnist": "Fashion-MNIST (stand-in for CIFAR-10)"}
@@ -113,6 +122,18 @@ def _encoders(runs: list[RunDir]) -> str:
     return ", ".join(names) if names else "no runs"
 
 
+def _example_lists(section: Section, runs: list[RunDir]) -> list[str]:
+    """The paper's tables of examples (Tables 2-4, 6, Fig. 3) beside the files of memlab's runs that show
+    the same, the latest run first."""
+    lines = []
+    for table, name in section.lists:
+        found = [r.path / name for r in sorted(runs, key=lambda r: r.stamp, reverse=True)
+                 if r.kind == "run" and (r.path / name).is_file()]
+        if found:
+            lines.append(f"- {table}: " + ", ".join(f"`{_shown_path(p)}`" for p in found[:3]))
+    return ["Examples, to read beside the paper's:", ""] + lines + [""] if lines else []
+
+
 def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str]) -> str:
     """The whole document: ``header`` lines (how it was generated) first."""
     refs = _References()
@@ -130,6 +151,7 @@ def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str]) -> str:
             lines += [f"memlab's encoder: {_encoders(mine)}. Paper: {DATA_NAMES[section.paper_key]}.", ""]
             table, labels = _table(dataset_rows(paper, section.paper_key, mine), refs)
             lines += table + [""]
+            lines += _example_lists(section, mine)
             if any(labels):
                 lines += ["Runs:", ""] + refs.lines(labels, section.paper_epochs) + [""]
             elif mine:

@@ -120,6 +120,9 @@ def attribution_run(root: Path, seed: int, rates: dict, top10: float, acc: float
     rows = [{"k_percent": k, "method": m, "reduction_rate": v} for k, (a, r) in rates.items()
             for m, v in (("attribution", a), ("random", r))]
     atomic_write_csv(pd.DataFrame(rows), run / "memorization" / "reduction_rate.csv")
+    if seed == 1:  # the examples of the latest run (Tables 2 and 4)
+        (run / "memorization" / "top_bottom.md").write_text("| rank | text |\n")
+        (run / "memorization" / "attributions.html").write_text("<html></html>")
     return run
 
 
@@ -242,6 +245,10 @@ def test_paper_report_rows(runs, capsys):
     assert "`python -m memlab -m experiment=sst2_attribution model=minilm seed=0,1`" in text
     assert "wall time 3 min (summed over its jobs)" in text  # the two attribution runs: 100 + 101 s
     assert "wall time 6 min (summed over its jobs); 5 epochs\n" in text  # 35 jobs of 10 s, the paper's 5
+    examples = text.split("## SST-2")[1].split("## SNLI")[0]
+    assert "- Table 2 (top/bottom-3): `" in examples and "11-00-01-000000/memorization/top_bottom.md`" in examples
+    assert "11-00-01-000000/memorization/attributions.html`" in examples
+    assert "Table 3" not in examples and "Table 3" not in text.split("## SNLI")[1]  # SNLI has no lists run
     assert "; 2 epochs (**the paper: 10**)" in text  # the image sweep trained fewer epochs than CIFAR-10's
 
 
@@ -324,6 +331,7 @@ def test_archive_keeps_small_result_files_and_paper_reads_them(runs, monkeypatch
     assert f"{copy}/memorization/reduction_rate.png" in kept and f"{copy}/metrics.json" in kept
     assert f"{copy}/.hydra/overrides.yaml" in kept and f"{copy}/memorization/diagnostics.json" in kept
     assert not any(k.endswith((".ckpt", ".log", "score_vs_loss.png", "scores.csv")) or "/wandb/" in k for k in kept)
+    assert any(k.endswith("memorization/attributions.html") for k in kept)  # the paper's Tables 4 and 6
     sweep = "multirun/sst2_removal/" + "/".join(STAMP)
     assert {f"{sweep}/multirun.yaml", f"{sweep}/removal_summary.csv", f"{sweep}/0/removal_job.json"} <= kept
 
