@@ -1,6 +1,7 @@
 """``python -m memlab.report paper DIR... [--paper PATH] [--out docs/paper_vs_memlab.md]``: write the paper's
 numbers beside memlab's from the run files (run dirs, removal sweep dirs, or folders holding them, e.g.
-``outputs multirun docs/results``). Relative default paths are taken from the repository root.
+``outputs multirun docs/results``), with Fig. 1 on every data set in one picture beside it
+(``<out stem>_fig1.png``). Relative default paths are taken from the repository root.
 
     python -m memlab.report paper outputs multirun              # -> docs/paper_vs_memlab.md
     python -m memlab.report paper docs/results --out /tmp/check.md
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from ..errors import MemlabError, one_line
 from ..utils.io import atomic_write_text
-from .paper_markdown import header_lines, render
+from .paper_figure import plot_removal_differences
+from .paper_markdown import header_lines, removal_panels, render
 from .paper_numbers import read_paper_numbers
 from .run_dirs import find_run_dirs
 
@@ -51,7 +53,9 @@ def write_paper_report(dirs: list[Path], paper_path: Path, out: Path, command: s
     if not runs:
         raise MemlabError(f"no memlab run or sweep dir under {', '.join(map(str, dirs))}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    text = render(paper, runs, header_lines(command, date, git_commit(), str(paper_path), runs))
+    figure = out.with_name(f"{out.stem}_fig1.png")
+    plot_removal_differences(removal_panels(paper, runs), figure)
+    text = render(paper, runs, header_lines(command, date, git_commit(), str(paper_path), runs), figure.name)
     return atomic_write_text(out, text), warnings
 
 

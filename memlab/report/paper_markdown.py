@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .agreement import RULES
-from .paper_rows import Row, Source, dataset_rows
+from .paper_rows import Row, Source, dataset_rows, top_minus_random
 from .run_dirs import RunDir
 
 
@@ -134,11 +134,27 @@ def _example_lists(section: Section, runs: list[RunDir]) -> list[str]:
     return ["Examples, to read beside the paper's:", ""] + lines + [""] if lines else []
 
 
-def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str]) -> str:
-    """The whole document: ``header`` lines (how it was generated) first."""
+def removal_panels(paper: pd.DataFrame, runs: list[RunDir]) -> list[tuple[str, pd.DataFrame]]:
+    """One Fig. 1 panel per section: its first data set with a removal sweep (else its first)."""
+    panels = []
+    for section in SECTIONS:
+        ran = [k for k in section.memlab_keys if any(r.dataset == k and r.kind == "sweep" for r in runs)]
+        key = (ran or list(section.memlab_keys))[0]
+        title = DATA_NAMES[section.paper_key] if key == section.paper_key else \
+            f"{DATA_NAMES.get(key, key).split(' (')[0]} (paper: {DATA_NAMES[section.paper_key]})"
+        panels.append((title, top_minus_random(paper, section.paper_key, [r for r in runs if r.dataset == key])))
+    return panels
+
+
+def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None) -> str:
+    """The whole document: ``header`` lines (how it was generated) first, then ``figure`` (Fig. 1 on every
+    data set) where given."""
     refs = _References()
     known = {k for s in SECTIONS for k in s.memlab_keys}
     lines = list(header) + [""]
+    if figure:
+        lines += [f"![Fig. 1 on every data set: memlab's top − random removed with 95% intervals, beside the "
+                  f"paper's]({figure})", ""]
     for section in SECTIONS:
         lines += [f"## {section.title}", ""]
         if section.note:

@@ -183,9 +183,33 @@ def _arm_label(arm: str) -> str:
     return f"{base}-X% removed" + (f" (by {score.rstrip(']')})" if score else "")
 
 
+def _removal_xs(paper, paper_key: str, tables) -> list[float]:
+    return sorted({x for x in paper_xs(paper, paper_key, "fig1") if x > 0}
+                  | {float(x) for _, t in tables for x in t["removal_pct"] if x > 0} | set(REMOVAL_XS))
+
+
+def top_minus_random(paper, paper_key: str, runs: list[RunDir]) -> pd.DataFrame:
+    """Fig. 1's top − random removed at every X, in pp: ``x, paper, memlab, low, high, n_pairs, epochs``
+    (memlab's from the sweep its table row shows; NaN where not run or not reported)."""
+    tables = _removal_tables([r for r in runs if r.kind == "sweep"])
+    out = []
+    for x in _removal_xs(paper, paper_key, tables):
+        top, rand = (paper_value(paper, paper_key, "fig1", arm, x) for arm in ("top", "random"))
+        row = {"x": x, "paper": top - rand if top is not None and rand is not None else math.nan,
+               "memlab": math.nan, "low": math.nan, "high": math.nan, "n_pairs": 0, "epochs": None}
+        picked = _pick_sweep(tables, x)
+        found = picked[1][picked[1]["strategy"] == "top"] if picked is not None else None
+        if found is not None and len(found) and math.isfinite(found.iloc[0]["diff_vs_random"]):
+            r = found.iloc[0]
+            pairs = r["n_pairs"] if math.isfinite(r["n_pairs"]) else r["n_seeds"]
+            row.update(memlab=100 * r["diff_vs_random"], low=100 * r["ci_low"], high=100 * r["ci_high"],
+                       n_pairs=int(pairs), epochs=picked[0].epochs)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def removal_rows(paper, paper_key: str, tables) -> list[Row]:
-    xs = sorted({x for x in paper_xs(paper, paper_key, "fig1") if x > 0}
-                | {float(x) for _, t in tables for x in t["removal_pct"] if x > 0} | set(REMOVAL_XS))
+    xs = _removal_xs(paper, paper_key, tables)
     rows = []
     for x in xs:
         picked = _pick_sweep(tables, x)

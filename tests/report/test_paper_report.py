@@ -245,6 +245,8 @@ def test_paper_report_rows(runs, capsys):
     assert "`python -m memlab -m experiment=sst2_attribution model=minilm seed=0,1`" in text
     assert "wall time 3 min (summed over its jobs)" in text  # the two attribution runs: 100 + 101 s
     assert "wall time 6 min (summed over its jobs); 5 epochs\n" in text  # 35 jobs of 10 s, the paper's 5
+    figure = out.with_name("paper_vs_memlab_fig1.png")  # Fig. 1 on every data set, embedded at the top
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](paper_vs_memlab_fig1.png)" in text.split("## SST-2")[0]
     examples = text.split("## SST-2")[1].split("## SNLI")[0]
     assert "- Table 2 (top/bottom-3): `" in examples and "11-00-01-000000/memorization/top_bottom.md`" in examples
     assert "11-00-01-000000/memorization/attributions.html`" in examples
@@ -279,6 +281,21 @@ def test_images_section_shows_the_stand_in(runs):
     assert row(images, "Fig. 1: top − random (pp)", "50%")["memlab"] == "not run"
     assert row(images, "Full-data test accuracy (%), mean ± std over seeds")["paper"] == "90.00"
     assert "## Run dirs read but not compared" in text and "(tiny_text)" in text
+
+
+def test_fig1_figure_table_holds_the_rows_values(runs):
+    """The picture's numbers are the report's: memlab's paired difference and interval, the paper's."""
+    from memlab.report.paper_rows import top_minus_random
+    from memlab.report.paper_numbers import read_paper_numbers
+    from memlab.report.run_dirs import find_run_dirs
+
+    sst2 = [r for r in find_run_dirs(runs["root"]) if r.dataset == "sst2"]
+    table = top_minus_random(read_paper_numbers(runs["paper"]), "sst2", sst2).set_index("x")
+    assert table.loc[10.0, "memlab"] == pytest.approx(-1.0) and table.loc[10.0, "paper"] == pytest.approx(-0.5)
+    assert table.loc[10.0, "low"] < -1.0 < table.loc[10.0, "high"] < 0 and table.loc[10.0, "n_pairs"] == 5
+    assert table.loc[10.0, "epochs"] == 5
+    snli = top_minus_random(read_paper_numbers(runs["paper"]), "snli", [])
+    assert snli["memlab"].isna().all() and list(snli["x"]) == [10.0, 30.0, 50.0]
 
 
 def test_fig2_rows_name_what_was_masked():
