@@ -79,7 +79,8 @@ class AttributionCallback(L.Callback):
         gaps = torch.tensor([r["completeness_gap"] for r in records])
         metrics = {"attribution/instances": len(records), "attribution/completeness_gap_median": float(gaps.median()),
                    "attribution/seconds": time.perf_counter() - started}
-        if "tokens" in records[0]:
+        is_text = "tokens" in records[0]  # image records hold 7x7 cells instead
+        if is_text:
             from ..report.plots import attribution_html
 
             attribution_html(records, out / "attributions.html", class_names=getattr(dm, "class_names", None))
@@ -93,13 +94,13 @@ class AttributionCallback(L.Callback):
             t0 = time.perf_counter()
             before = torch.tensor(explained.values[:num_top])
             with torch.enable_grad():
-                if "tokens" in records[0]:
+                if is_text:
                     rows = text_reduction_rate(net, module, params, solver, objective, examples[:num_top],
                                                records[:num_top], before, dm.tokenizer, self.random_draws, self.seed)
                 else:
                     rows = image_reduction_rate(module, params, solver, objective, examples[:num_top],
                                                 records[:num_top], before, self.random_draws, self.seed)
-            self.write_reduction(rows, out, masked="tokens" if "tokens" in records[0] else "cells")
+            self.write_reduction(rows, out, masked="tokens" if is_text else "cells")
             metrics["reduction_rate/seconds"] = time.perf_counter() - t0
             metrics.update({f"reduction_rate/{r['method']}_{r['k_percent']}": r["reduction_rate"] for r in rows})
         update_json(self.metrics_file, metrics)

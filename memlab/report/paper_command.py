@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..errors import MemlabError, one_line
 from ..utils.io import atomic_write_text
-from .paper_figure import plot_removal_differences
-from .paper_markdown import header_lines, removal_panels, render
+from .paper_figure import plot_removal_differences, removal_panels
+from .paper_markdown import header_lines, render
 from .paper_numbers import read_paper_numbers
 from .run_dirs import find_run_dirs
 
@@ -54,8 +54,8 @@ def write_paper_report(dirs: list[Path], paper_path: Path, out: Path, command: s
         raise MemlabError(f"no memlab run or sweep dir under {', '.join(map(str, dirs))}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     figure = out.with_name(f"{out.stem}_fig1.png")
-    plot_removal_differences(removal_panels(paper, runs), figure)
     text = render(paper, runs, header_lines(command, date, git_commit(), str(paper_path), runs), figure.name)
+    plot_removal_differences(removal_panels(paper, runs), figure)
     return atomic_write_text(out, text), warnings
 
 

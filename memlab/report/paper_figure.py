@@ -10,6 +10,21 @@ from pathlib import Path
 import pandas as pd
 
 from .figures import new_figure, save_figure
+from .paper_markdown import DATA_NAMES, SECTIONS
+from .paper_rows import top_minus_random
+from .run_dirs import RunDir
+
+
+def removal_panels(paper: pd.DataFrame, runs: list[RunDir]) -> list[tuple[str, pd.DataFrame]]:
+    """One Fig. 1 panel per section: its first data set with a removal sweep (else its first)."""
+    panels = []
+    for section in SECTIONS:
+        ran = [k for k in section.memlab_keys if any(r.dataset == k and r.kind == "sweep" for r in runs)]
+        key = (ran or list(section.memlab_keys))[0]
+        title = DATA_NAMES[section.paper_key] if key == section.paper_key else \
+            f"{DATA_NAMES.get(key, key).split(' (')[0]} (paper: {DATA_NAMES[section.paper_key]})"
+        panels.append((title, top_minus_random(paper, section.paper_key, [r for r in runs if r.dataset == key])))
+    return panels
 
 
 def plot_removal_differences(panels: list[tuple[str, pd.DataFrame]], path: str | os.PathLike) -> Path:
@@ -20,9 +35,10 @@ def plot_removal_differences(panels: list[tuple[str, pd.DataFrame]], path: str |
         ran = table[table["memlab"].notna()]
         if len(ran):
             err = [ran["memlab"] - ran["low"], ran["high"] - ran["memlab"]]
-            n = int(ran["n_pairs"].min())
+            low, high = int(ran["n_pairs"].min()), int(ran["n_pairs"].max())
+            seeds = (f"{low}" if low == high else f"{low}-{high}") + (" paired" if ran["paired"].all() else "")
             epochs = {int(e) for e in ran["epochs"] if e is not None and math.isfinite(e)}
-            label = f"memlab ({n} paired seeds" + (f", {epochs.pop()} epochs)" if len(epochs) == 1 else ")")
+            label = f"memlab ({seeds} seeds" + (f", {epochs.pop()} epochs)" if len(epochs) == 1 else ")")
             ax.errorbar(ran["x"], ran["memlab"], yerr=err, color="tab:red", marker="o", capsize=3, label=label)
         reported = table[table["paper"].notna()]
         if len(reported):

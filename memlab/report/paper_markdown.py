@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .agreement import RULES
-from .paper_rows import Row, Source, dataset_rows, top_minus_random
+from .paper_rows import Row, Source, dataset_rows
 from .run_dirs import RunDir
 
 
@@ -100,7 +100,8 @@ class _References:
             epochs = ""
             if source.epochs is not None:
                 fewer = paper_epochs is not None and source.epochs < paper_epochs
-                epochs = f"; {source.epochs} epoch{'s' if source.epochs != 1 else ''}" + (f" (**the paper: {paper_epochs}**)" if fewer else "")
+                epochs = f"; {source.epochs} epoch{'s' if source.epochs != 1 else ''}"
+                epochs += f" (**the paper: {paper_epochs}**)" if fewer else ""
             out.append(f"- **{label}** `{source.command}` — {dirs}; wall time {wall}{summed}{epochs}")
         return out
 
@@ -132,18 +133,6 @@ def _example_lists(section: Section, runs: list[RunDir]) -> list[str]:
         if found:
             lines.append(f"- {table}: " + ", ".join(f"`{_shown_path(p)}`" for p in found[:3]))
     return ["Examples, to read beside the paper's:", ""] + lines + [""] if lines else []
-
-
-def removal_panels(paper: pd.DataFrame, runs: list[RunDir]) -> list[tuple[str, pd.DataFrame]]:
-    """One Fig. 1 panel per section: its first data set with a removal sweep (else its first)."""
-    panels = []
-    for section in SECTIONS:
-        ran = [k for k in section.memlab_keys if any(r.dataset == k and r.kind == "sweep" for r in runs)]
-        key = (ran or list(section.memlab_keys))[0]
-        title = DATA_NAMES[section.paper_key] if key == section.paper_key else \
-            f"{DATA_NAMES.get(key, key).split(' (')[0]} (paper: {DATA_NAMES[section.paper_key]})"
-        panels.append((title, top_minus_random(paper, section.paper_key, [r for r in runs if r.dataset == key])))
-    return panels
 
 
 def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None) -> str:

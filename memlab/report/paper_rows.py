@@ -29,6 +29,7 @@ from .run_dirs import RunDir
 NOT_RUN = "not run"
 NOT_REPORTED = "not reported"
 REMOVAL_XS = (10.0, 30.0, 50.0)  # always shown, run or not
+IMAGE_KEYS = {"cifar10"}  # the paper's image set: Fig. 2 masks 7x7 cells, not tokens
 
 
 @dataclasses.dataclass
@@ -189,21 +190,24 @@ def _removal_xs(paper, paper_key: str, tables) -> list[float]:
 
 
 def top_minus_random(paper, paper_key: str, runs: list[RunDir]) -> pd.DataFrame:
-    """Fig. 1's top − random removed at every X, in pp: ``x, paper, memlab, low, high, n_pairs, epochs``
-    (memlab's from the sweep its table row shows; NaN where not run or not reported)."""
+    """Fig. 1's top − random removed at every X, in pp: ``x, paper, memlab, low, high, n_pairs, paired,
+    epochs`` (memlab's from the sweep and arm its table row shows; NaN where not run or not reported;
+    ``paired`` False where only removal_stats.csv was left, ``n_pairs`` then counts seeds)."""
     tables = _removal_tables([r for r in runs if r.kind == "sweep"])
     out = []
     for x in _removal_xs(paper, paper_key, tables):
         top, rand = (paper_value(paper, paper_key, "fig1", arm, x) for arm in ("top", "random"))
         row = {"x": x, "paper": top - rand if top is not None and rand is not None else math.nan,
-               "memlab": math.nan, "low": math.nan, "high": math.nan, "n_pairs": 0, "epochs": None}
+               "memlab": math.nan, "low": math.nan, "high": math.nan, "n_pairs": 0, "paired": False, "epochs": None}
         picked = _pick_sweep(tables, x)
-        found = picked[1][picked[1]["strategy"] == "top"] if picked is not None else None
+        # the first top arm, as the table shows it (a sweep ranked by several scores names them top[score])
+        found = picked[1][picked[1]["strategy"].str.startswith("top")] if picked is not None else None
         if found is not None and len(found) and math.isfinite(found.iloc[0]["diff_vs_random"]):
             r = found.iloc[0]
-            pairs = r["n_pairs"] if math.isfinite(r["n_pairs"]) else r["n_seeds"]
+            paired = "n_pairs" in r and math.isfinite(r["n_pairs"])
             row.update(memlab=100 * r["diff_vs_random"], low=100 * r["ci_low"], high=100 * r["ci_high"],
-                       n_pairs=int(pairs), epochs=picked[0].epochs)
+                       n_pairs=int(r["n_pairs"] if paired else r["n_seeds"]), paired=paired,
+                       epochs=picked[0].epochs)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -363,5 +367,6 @@ def dataset_rows(paper: pd.DataFrame, paper_key: str, runs: list[RunDir]) -> lis
     tables = _removal_tables([r for r in runs if r.kind == "sweep"])
     plain = [r for r in runs if r.kind == "run"]
     return (full_data_rows(paper, paper_key, tables, plain) + removal_rows(paper, paper_key, tables)
-            + reduction_rows(paper, paper_key, plain, masked="cells" if paper_key == "cifar10" else "tokens") + typicality_rows(paper, paper_key, plain)
+            + reduction_rows(paper, paper_key, plain, masked="cells" if paper_key in IMAGE_KEYS else "tokens")
+            + typicality_rows(paper, paper_key, plain)
             + stability_rows(paper, paper_key, plain) + own_top10_rows(paper, paper_key, plain))

@@ -82,7 +82,7 @@ def reduction_rate_percent(rates, unit: str = "fraction"):
 
 def plot_reduction_rate(df: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
                         unit: str = "fraction", masked: str = "tokens"):
-    """Paper Fig. 2: reduction rate (Eq. 6) in % vs. the k% of tokens masked, one line per ``method``
+    """Paper Fig. 2: reduction rate (Eq. 6) in % vs. the k% of tokens (or image cells) masked, one line per ``method``
     (``attribution``, ``random``). Columns ``method, k_percent, reduction_rate`` and optionally
     ``reduction_rate_std`` (error bars), as fractions (memlab's reduction_rate.csv) unless
     ``unit="percent"``. ``masked`` names what was replaced: ``tokens`` (text, by [MASK]) or ``cells``

@@ -57,7 +57,7 @@ class RunDir:
     @property
     def epochs(self) -> int | None:
         value = (self.config.get("trainer") or {}).get("max_epochs")
-        return int(value) if isinstance(value, int) else None
+        return int(value) if isinstance(value, int) and value >= 1 else None  # -1: Lightning's "no limit"
 
     @property
     def command(self) -> str:

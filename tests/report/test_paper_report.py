@@ -250,7 +250,6 @@ def test_paper_report_rows(runs, capsys):
     examples = text.split("## SST-2")[1].split("## SNLI")[0]
     assert "- Table 2 (top/bottom-3): `" in examples and "11-00-01-000000/memorization/top_bottom.md`" in examples
     assert "11-00-01-000000/memorization/attributions.html`" in examples
-    assert "Table 3" not in examples and "Table 3" not in text.split("## SNLI")[1]  # SNLI has no lists run
     assert "; 2 epochs (**the paper: 10**)" in text  # the image sweep trained fewer epochs than CIFAR-10's
 
 
@@ -296,6 +295,25 @@ def test_fig1_figure_table_holds_the_rows_values(runs):
     assert table.loc[10.0, "epochs"] == 5
     snli = top_minus_random(read_paper_numbers(runs["paper"]), "snli", [])
     assert snli["memlab"].isna().all() and list(snli["x"]) == [10.0, 30.0, 50.0]
+
+
+def test_fig1_figure_takes_a_scored_top_arm_and_unpaired_stats(monkeypatch):
+    """A sweep ranked by several scores names its arms top[score]; a slim copy with only removal_stats.csv
+    has no pairs: the figure's table still shows the value, counting seeds, not pairs."""
+    import types
+
+    from memlab.report import paper_rows
+
+    table = pd.DataFrame({"strategy": ["top[mem_score]", "random"], "removal_pct": [30.0, 30.0],
+                          "n_seeds": [3, 3], "mean_acc": [0.8, 0.81], "std_acc": [0.01, 0.01],
+                          "diff_vs_random": [-0.01, math.nan], "ci_low": [-0.02, math.nan],
+                          "ci_high": [0.0, math.nan], "n_pairs": [math.nan, math.nan]})
+    sweep = types.SimpleNamespace(stamp="2026-01-01/10-00-00", epochs=None)
+    monkeypatch.setattr(paper_rows, "_removal_tables", lambda sweeps: [(sweep, table)])
+    paper = pd.DataFrame(columns=["dataset", "figure", "quantity", "x", "value", "unit", "note"])
+    out = paper_rows.top_minus_random(paper, "sst2", []).set_index("x")
+    assert out.loc[30.0, "memlab"] == pytest.approx(-1.0) and out.loc[30.0, "n_pairs"] == 3
+    assert not out.loc[30.0, "paired"] and math.isnan(out.loc[10.0, "memlab"])
 
 
 def test_fig2_rows_name_what_was_masked():
