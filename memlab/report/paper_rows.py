@@ -184,6 +184,13 @@ def _arm_label(arm: str) -> str:
     return f"{base}-X% removed" + (f" (by {score.rstrip(']')})" if score else "")
 
 
+def _pairs(r) -> tuple[int, bool]:
+    """(n, paired) of one arm's row: its paired seeds, or its seeds where no pairs were recorded (a slim copy
+    that kept only removal_stats.csv)."""
+    paired = math.isfinite(getattr(r, "n_pairs", math.nan))
+    return int(r.n_pairs if paired else r.n_seeds), paired
+
+
 def _removal_xs(paper, paper_key: str, tables) -> list[float]:
     return sorted({x for x in paper_xs(paper, paper_key, "fig1") if x > 0}
                   | {float(x) for _, t in tables for x in t["removal_pct"] if x > 0} | set(REMOVAL_XS))
@@ -204,10 +211,9 @@ def top_minus_random(paper, paper_key: str, runs: list[RunDir]) -> pd.DataFrame:
         found = picked[1][picked[1]["strategy"].str.startswith("top")] if picked is not None else None
         if found is not None and len(found) and math.isfinite(found.iloc[0]["diff_vs_random"]):
             r = found.iloc[0]
-            paired = "n_pairs" in r and math.isfinite(r["n_pairs"])
+            n, paired = _pairs(r)
             row.update(memlab=100 * r["diff_vs_random"], low=100 * r["ci_low"], high=100 * r["ci_high"],
-                       n_pairs=int(r["n_pairs"] if paired else r["n_seeds"]), paired=paired,
-                       epochs=picked[0].epochs)
+                       n_pairs=n, paired=paired, epochs=picked[0].epochs)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -250,13 +256,13 @@ def removal_rows(paper, paper_key: str, tables) -> list[Row]:
                 rows.append(Row(measurement, at, _paper_diff(paper_diff) if base == "top" else NOT_REPORTED,
                                 NOT_RUN if r is None or "random" not in arms else "no paired seeds"))
                 continue
-            pairs = r.n_pairs if math.isfinite(r.n_pairs) else r.n_seeds
+            pairs, _ = _pairs(r)
             low, high = 100 * r.ci_low, 100 * r.ci_high
             verdict = (interval_verdict(paper_diff, low, high, paper_sign=-1) if base == "top" else NO_CLAIM)
             mde = getattr(r, "mde", math.nan)
             rows.append(Row(measurement, at, _paper_diff(paper_diff if base == "top" else None),
                             _num(100 * r.diff_vs_random, signed=True), _interval(low, high, signed=True),
-                            _seeds(int(pairs), "paired seed"), verdict, source,
+                            _seeds(pairs, "paired seed"), verdict, source,
                             _num(100 * mde) if isinstance(mde, float) and math.isfinite(mde) else ""))
     return rows
 
