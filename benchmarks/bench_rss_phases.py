@@ -118,7 +118,7 @@ def marked(sampler: PhaseSampler, name: str, fn, when=None, lazy: bool = False):
 
 
 def install_markers(sampler: PhaseSampler) -> None:
-    import lightning as L
+    import pytorch_lightning as L
 
     import memlab.callbacks.prefix_cache as prefix_cb
     import memlab.callbacks.scoring as scoring_cb

@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 
 from ..influence.functional import trainable_params

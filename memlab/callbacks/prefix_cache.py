@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 
 from ..data.disk_store import storage_dtype

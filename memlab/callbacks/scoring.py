@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import pandas as pd
 import torch
 

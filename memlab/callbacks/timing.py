@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-import lightning as L
+import pytorch_lightning as L
 
 
 class EpochTimer(L.Callback):

@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import pandas as pd
 import torch
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence, Union
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 

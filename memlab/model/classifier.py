@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics

@@ -28,7 +28,7 @@ log = logging.getLogger("memlab")
 # What a ranking depends on (the training seed and the removal settings do not belong here).
 RANKING_KEYS = ("data", "model", "solver", "data_seed")
 # Trainer settings that change where a run writes or what it shows, not what it computes.
-COSMETIC_TRAINER_KEYS = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
+COSMETIC_TRAINER_KEYS = ("_target_", "default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
                          "log_every_n_steps", "logger", "callbacks")
 RANKING_MANIFEST = "ranking.json"
 # The config group file that names the scoring callback, for runs that do not configure one themselves.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 import hydra
-import lightning as L
+import pytorch_lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from ..callbacks.timing import EpochTimer

@@ -2,7 +2,7 @@
 leaves an encoder in eval mode and Lightning keeps every submodule's mode; the frozen prefix never does."""
 from __future__ import annotations
 
-import lightning as L
+import pytorch_lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader

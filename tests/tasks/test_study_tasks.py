@@ -57,7 +57,7 @@ def test_every_task_has_a_module_with_run():
 
 def test_task_selection_and_the_ranking_scoring_callback(tiny_cfg):
     import hydra
-    import lightning as L
+    import pytorch_lightning as L
 
     from memlab.tasks.runner import task_module
     from memlab.tasks.ranking import scoring_callback_target
