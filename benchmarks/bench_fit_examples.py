@@ -54,8 +54,8 @@ def main() -> None:
 
     from memlab.callbacks.timing import EpochTimer
     from memlab.studies.ranking import rank_by_memorization, top_count
-    from memlab.tasks.candidate_scores import score_with
-    from memlab.tasks.subset_training import train_on_subset
+    from memlab.jobs.candidate_scores import score_with
+    from memlab.jobs.subset_training import train_on_subset
 
     work = Path(tempfile.mkdtemp(prefix="bench-fit-"))
     cfg = compose(["experiment=sst2_memorization", "data.source=local", f"data.dir={Path(args.data_dir).resolve()}",

@@ -50,7 +50,7 @@ def main() -> None:
     from memlab.influence.sampling import EveryNth
     from memlab.influence.self_influence import memorization_scores
     from memlab.influence.solver import fit_solver
-    from memlab.tasks.subset_training import train_on_subset
+    from memlab.jobs.subset_training import train_on_subset
 
     work = Path(tempfile.mkdtemp(prefix="bench-score-speed-"))
     overrides = ["experiment=sst2_memorization", f"data={args.data}", "data.source=local",

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from memlab.config_dir import config_dir
 from memlab.tasks.runner import main as run_job
-from memlab.tasks.failed_jobs import FAILED_IN_SWEEPS
+from memlab.jobs.failed_jobs import FAILED_IN_SWEEPS
 
 VERBOSE_FLAGS = ("-v", "--verbose")
 

@@ -25,7 +25,7 @@ from memlab.data.columns import ColumnDataset
 from memlab.data.disk_store import Store, materialize
 from memlab.data.feature_cache import FEATURE_DTYPES, cache_file, cache_key, cached_features
 from memlab.data.image_sources import ImageSource, open_source
-from memlab.model.backbones import build_backbone, weights_tag
+from memlab.data.backbones import build_backbone, weights_tag
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

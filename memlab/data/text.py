@@ -58,7 +58,7 @@ class TextDataModule(MemlabDataModule):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from ..model.encoders import load_tokenizer
+            from ..utils.pretrained import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.tokenizer_name)
         return self._tokenizer

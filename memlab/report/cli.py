@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if (path / "memorization" / "scores.csv").is_file():
         written = report_scores(path)
     elif (path / "multirun.yaml").is_file() or any(path.glob("*/removal_job.json")):
-        from .removal import report_removal_sweep
+        from .removal_report import report_removal_sweep
 
         written = list(report_removal_sweep(path, log_wandb=not args.no_wandb).values())
     else:

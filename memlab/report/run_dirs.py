@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..studies.removal import JOB_FILE
+from ..studies.removal_selection import JOB_FILE
 
 DATASETS = ("sst2", "snli", "yahoo", "cifar10", "fashion_mnist")
 REMOVAL_FILES = ("removal_summary.csv", "removal_stats.csv")

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..studies.removal import JOB_FILE, collect_sweep
+from ..studies.removal_selection import JOB_FILE, collect_sweep
 from ..studies.removal_stats import compare_to_random
 from .run_dirs import RunDir
 

@@ -2,7 +2,7 @@
 
     ranking        the one order by memorization (ties: smaller sample_index first), load_scores
     diagnostics    is the score more than the loss? rank agreement, zero fractions, λ vs. the spectrum
-    removal        Fig. 1: which instances a removal job drops, and the sweep's summary
+    removal_selection  Fig. 1: which instances a removal job drops, and the sweep's summary
     removal_stats  Fig. 1's paired differences to random-removed, intervals and power
     typicality     Table 1, Fig. 4, Appendix D: positive-phrase fraction of SST sentences
     stability      Table 5: Spearman between score rankings

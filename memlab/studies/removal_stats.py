@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from .removal import arm_labels, ordered_arms, with_defaults
+from .removal_selection import arm_labels, ordered_arms, with_defaults
 
 STATS_COLUMNS = ["strategy", "removal_pct", "n_seeds", "mean_acc", "std_acc", "diff_vs_random", "ci_low", "ci_high"]
 FULL = "full"  # the strategy label of X = 0 (every strategy's full-data run)

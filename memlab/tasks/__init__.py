@@ -13,5 +13,5 @@ after the config check, so a bad value fails within seconds, before Lightning is
 :func:`memlab.tasks.runner.run` is the one wrapper around every task: the config check, W&B finished whatever happens
 (multirun jobs never merge into one W&B run), a failure written to ``job_failed.json`` (and to a
 removal job's ``removal_job.json``), and in a multirun the failure logged instead of stopping the
-sweep (the sweep exits non-zero at its end: :mod:`memlab.tasks.failed_jobs`).
+sweep (the sweep exits non-zero at its end: :mod:`memlab.jobs.failed_jobs`).
 """

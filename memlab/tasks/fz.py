@@ -23,8 +23,8 @@ from ..report.study_figures import plot_fz_reliability
 from ..studies.feldman_zhang import (fz_memorization, models_for_reliability, reliability_by_models, sample_subsets,
                                      spearman_against, split_half_reliability)
 from ..utils.io import atomic_write_csv, atomic_write_text, update_json
-from .ranking import load_or_compute_ranking
-from .subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
+from ..jobs.ranking_cache import load_or_compute_ranking
+from ..jobs.subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
 
 log = logging.getLogger("memlab")
 

@@ -25,8 +25,8 @@ from ..errors import ConfigError
 from ..report.study_figures import plot_precision_recall
 from ..studies.label_noise import cleanlab_suspicion, detection_table, stratified_folds
 from ..utils.io import atomic_write_csv, update_json
-from .candidate_scores import candidate_scores
-from .subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
+from ..jobs.candidate_scores import candidate_scores
+from ..jobs.subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
 
 log = logging.getLogger("memlab")
 

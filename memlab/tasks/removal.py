@@ -1,12 +1,12 @@
 """A removal job (Fig. 1): retrain without ``removal.pct``% of the training split, chosen by
-``removal.strategy`` from the cached memorization ranking (:mod:`memlab.tasks.ranking`):
+``removal.strategy`` from the cached memorization ranking (:mod:`memlab.jobs.ranking_cache`):
 
     python -m memlab -m experiment=sst2_removal    # the sweep; its report: memlab.tasks.sweep_report
 
 ``task=train`` with a strategy other than ``none`` runs this. The job's ``removal_job.json``
-(:mod:`memlab.tasks.removal_record`) says what it removed and how it ended. A job that would repeat
+(:mod:`memlab.jobs.removal_record`) says what it removed and how it ended. A job that would repeat
 the sweep's first draw seed skips itself. A job that finished before, in this sweep or an earlier run
-of it, is not trained again: its stored result (:mod:`memlab.tasks.removal_results`; X = 0 is shared
+of it, is not trained again: its stored result (:mod:`memlab.jobs.removal_results`; X = 0 is shared
 by every strategy) is copied into the job dir; ``removal.reuse=false`` retrains.
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..studies.ranking import memorization_column
-from ..studies.removal import DEFAULT_SCORE, check_score, min_removed_score, select_removed
+from ..studies.removal_selection import DEFAULT_SCORE, check_score, min_removed_score, select_removed
 from ..utils.io import update_json
-from .ranking import load_or_compute_ranking
-from .removal_record import finish_job_record, skip_if_duplicate_draw, write_job_record
-from .removal_results import result_file, store_result, stored_result
-from .train import fit_and_test, save_metrics
+from ..jobs.ranking_cache import load_or_compute_ranking
+from ..jobs.removal_record import finish_job_record, skip_if_duplicate_draw, write_job_record
+from ..jobs.removal_results import result_file, store_result, stored_result
+from ..jobs.training import fit_and_test, save_metrics
 
 log = logging.getLogger("memlab")
 

@@ -1,11 +1,11 @@
 """The one wrapper around every task, and the ``task=`` registry: ``python -m memlab`` hands its
 config to :func:`main`; tests and scripts call :func:`run`.
 
-:func:`run` checks the config, runs the task inside the job's W&B run (:mod:`memlab.tasks.wandb_run`:
+:func:`run` checks the config, runs the task inside the job's W&B run (:mod:`memlab.jobs.wandb_job`:
 opened before, its files logged and the run finished after, whatever happens; multirun jobs never merge
 into one W&B run), writes a failure to ``job_failed.json`` (and to a removal job's ``removal_job.json``),
 and in a multirun logs the failure instead of stopping the sweep (the sweep exits non-zero at its end:
-:mod:`memlab.tasks.failed_jobs`).
+:mod:`memlab.jobs.failed_jobs`).
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..errors import find_memlab_error, one_line
-from .config_checks import check_config
-from .data_classes import resolve_data_classes
-from .failed_jobs import write_job_failed
-from .removal_record import finish_job_record, is_removal_job
-from .wandb_run import job_run
+from ..jobs.config_checks import check_config
+from ..jobs.data_classes import resolve_data_classes
+from ..jobs.failed_jobs import write_job_failed
+from ..jobs.removal_record import finish_job_record, is_removal_job
+from ..jobs.wandb_job import job_run
 
 log = logging.getLogger("memlab")
 

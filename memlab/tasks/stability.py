@@ -1,6 +1,6 @@
 """Task ``stability`` (paper Table 5): the Spearman correlation between the memorization rankings of
 models trained with different seeds (``stability.seeds``), each the cached ranking of
-:mod:`memlab.tasks.ranking`:
+:mod:`memlab.jobs.ranking_cache`:
 
     python -m memlab experiment=sst2_stability
 
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ..report.study_figures import plot_heatmap
 from ..studies.stability import spearman_matrix
 from ..utils.io import atomic_write_csv, update_json
-from .ranking import load_or_compute_ranking, with_ranking_seed
+from ..jobs.ranking_cache import load_or_compute_ranking, with_ranking_seed
 
 log = logging.getLogger("memlab")
 

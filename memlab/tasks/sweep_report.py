@@ -16,6 +16,6 @@ class RemovalReport(Callback):
         self.wandb = wandb
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from ..report.removal import report_removal_sweep  # pandas, matplotlib: only when the sweep ends
+        from ..report.removal_report import report_removal_sweep  # pandas, matplotlib: only when the sweep ends
 
         report_removal_sweep(Path(config.hydra.sweep.dir), log_wandb=self.wandb)

@@ -4,7 +4,7 @@ the fraction of positive phrases in their parse trees, beside the rest of their 
     python -m memlab experiment=sst2_typicality [typicality.trees_dir=DIR]
 
 Writes ``typicality.csv``, ``positive_fractions.csv`` and ``typicality.png``; the ranking is the cached
-one of :mod:`memlab.tasks.ranking`, the analysis :mod:`memlab.studies.typicality`.
+one of :mod:`memlab.jobs.ranking_cache`, the analysis :mod:`memlab.studies.typicality`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..report.study_figures import plot_typicality_histograms
 from ..data.sst_trees import parse_tree, read_trees
 from ..studies.typicality import match_trees, typicality_table
 from ..utils.io import atomic_write_csv, update_json
-from .ranking import load_or_compute_ranking
+from ..jobs.ranking_cache import load_or_compute_ranking
 
 log = logging.getLogger("memlab")
 

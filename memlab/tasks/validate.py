@@ -3,7 +3,7 @@
     python -m memlab experiment=sst2_validate [data.source=local data.dir=DIR model=minilm] [fz.models=64]
 
 Reuses (or trains) the FZ subset models (:mod:`memlab.tasks.fz`) and the scored model with
-its candidate scores (:mod:`memlab.tasks.candidate_scores`), then writes ``validation.csv``
+its candidate scores (:mod:`memlab.jobs.candidate_scores`), then writes ``validation.csv``
 (``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling,fz_top10_recovered,recovered_vs_loss,ci_low,
 ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
 ``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
@@ -23,7 +23,7 @@ from ..report.study_figures import plot_scores_vs_fz, plot_validation
 from ..studies.feldman_zhang import attenuation_ceiling
 from ..studies.validation import validation_table
 from ..utils.io import atomic_write_csv, update_json
-from .candidate_scores import candidate_scores
+from ..jobs.candidate_scores import candidate_scores
 from .fz import write_fz_reference
 
 log = logging.getLogger("memlab")

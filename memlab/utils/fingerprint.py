@@ -64,7 +64,7 @@ def pretrained_fingerprint(name: str | None) -> str | None:
     if not name:
         return name
     if name.startswith("packaged:") or os.path.isdir(name):
-        from ..model.encoders import resolve_pretrained
+        from .pretrained import resolve_pretrained
 
         path, _ = resolve_pretrained(name)
         return f"files:{folder_fingerprint(path)}"

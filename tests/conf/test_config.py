@@ -43,7 +43,7 @@ def test_ranking_runs_score_like_the_run_they_serve(tmp_path):
     import inspect
     from omegaconf import OmegaConf
     from memlab.callbacks.scoring import ScoringCallback
-    from memlab.tasks.ranking import ranking_run_config
+    from memlab.jobs.ranking_cache import ranking_run_config
     default = inspect.signature(ScoringCallback).parameters["batch_size"].default
     assert default == OmegaConf.load(CONF / "callbacks" / "memorization.yaml").memorization.batch_size
     plain = ranking_run_config(compose(["experiment=sst2_removal"], tmp_path), tmp_path / "ranking")

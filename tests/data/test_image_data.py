@@ -17,7 +17,7 @@ import memlab.data.image as image_module
 from memlab.data.base import DataError
 from memlab.data.image import ImageFeatureDataModule
 from memlab.data.image_sources import FashionMnistSource, open_source
-from memlab.model.backbones import build_backbone
+from memlab.data.backbones import build_backbone
 from memlab.model.feature_mlp import FeatureMLP
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"

@@ -14,7 +14,7 @@ import yaml
 from scipy import stats as st
 
 from memlab.report.cli import main
-from memlab.studies.removal import collect_sweep
+from memlab.studies.removal_selection import collect_sweep
 from memlab.studies.removal_stats import removal_stats
 from memlab.studies.stability import spearman_matrix
 from memlab.studies.typicality import typicality_table

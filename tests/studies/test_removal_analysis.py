@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memlab.studies.removal import (SUMMARY_COLUMNS, aggregate_removal, collect_sweep,
+from memlab.studies.removal_selection import (SUMMARY_COLUMNS, aggregate_removal, collect_sweep,
                                     min_removed_score, select_removed)
-from memlab.report.removal import write_removal_summary
+from memlab.report.removal_report import write_removal_summary
 
 SCORES = pd.DataFrame({"sample_index": [100 + i for i in range(10)],
                        "mem_score": [5.0, 3.0, 5.0, 1.0, 0.0, 0.0, 2.0, 4.0, 9.0, 0.0]})

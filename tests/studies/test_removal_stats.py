@@ -12,11 +12,11 @@ import pytest
 from omegaconf import OmegaConf
 from scipy import stats as st
 
-from memlab.report import removal as removal_report_module
-from memlab.studies import removal
+from memlab.report import removal_report as removal_report_module
+from memlab.studies import removal_selection as removal
 from memlab.studies.ranking import rank_by_memorization
-from memlab.studies.removal import SUMMARY_COLUMNS, collect_sweep, min_removed_score, select_removed
-from memlab.tasks.removal_record import depends_on_draw, sweep_draw_seeds
+from memlab.studies.removal_selection import SUMMARY_COLUMNS, collect_sweep, min_removed_score, select_removed
+from memlab.jobs.removal_record import depends_on_draw, sweep_draw_seeds
 from memlab.studies.removal_stats import (STATS_COLUMNS, compare_to_random, minimum_detectable_effect,
                                           removal_report, removal_stats, top_below_random)
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import compose
 from memlab.errors import ConfigError, DataError, MemlabError, TrainingDiverged
-from memlab.tasks.config_checks import check_config
+from memlab.jobs.config_checks import check_config
 from memlab.tasks.runner import main, run
 
 CUSTOM = ["experiment=memorization", "logger=none", "model=tiny_bert", "trainer.max_epochs=1",
@@ -120,7 +120,7 @@ def test_loading_another_architecture_names_the_supported_ones(tmp_path):
 
 
 def test_edited_data_files_make_a_new_ranking_key(tmp_path):
-    from memlab.tasks.ranking import ranking_key
+    from memlab.jobs.ranking_cache import ranking_key
 
     folders = write_folders(tmp_path / "data")
     cfg = lambda: compose([*CUSTOM, f"data.path={folders / 'jsonl'}"], tmp_path / "out")  # noqa: E731

@@ -142,7 +142,7 @@ def test_memlab_deletes_only_its_own_chunks(tmp_path):
 
 # -- ranking, full-data and feature caches ----------------------------------------------------------------
 def test_cut_ranking_is_recomputed(tiny_cfg, caplog):
-    from memlab.tasks.ranking import load_or_compute_ranking
+    from memlab.jobs.ranking_cache import load_or_compute_ranking
 
     cfg = tiny_cfg("removal=default", "solver=identity", "trainer.max_epochs=1")
     scores, scores_file = load_or_compute_ranking(cfg)
@@ -155,7 +155,7 @@ def test_cut_ranking_is_recomputed(tiny_cfg, caplog):
 
 
 def test_ranking_key_holds_the_scoring_settings(tiny_cfg):
-    from memlab.tasks.ranking import ranking_key
+    from memlab.jobs.ranking_cache import ranking_key
 
     base = ranking_key(tiny_cfg("removal=default", "callbacks=memorization"))
     for override in ("callbacks.memorization.batch_size=8", "callbacks.memorization.batches_per_chunk=4",
@@ -165,7 +165,7 @@ def test_ranking_key_holds_the_scoring_settings(tiny_cfg):
 
 
 def test_bad_stored_removal_result_is_not_used(tiny_cfg, caplog):
-    from memlab.tasks import removal_results
+    from memlab.jobs import removal_results
 
     for pct in ("0", "30"):
         cfg = tiny_cfg("removal=default", f"removal.pct={pct}")
@@ -180,7 +180,7 @@ def test_bad_stored_removal_result_is_not_used(tiny_cfg, caplog):
 
 
 def test_removal_result_key_holds_what_determines_the_job(tiny_cfg):
-    from memlab.tasks.removal_results import job_key
+    from memlab.jobs.removal_results import job_key
 
     base = job_key(tiny_cfg("removal=default", "removal.pct=30", "removal.strategy=random"))
     for override in ("removal.strategy=top", "removal.pct=10", "seed=1", "removal.draw_seed=1", "removal.ranking_seed=1",

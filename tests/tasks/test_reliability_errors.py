@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from memlab.tasks.config_checks import check_config
+from memlab.jobs.config_checks import check_config
 from memlab.data.text_sources import read_local
 from memlab.errors import DataError, MemlabError
 
@@ -60,11 +60,11 @@ CASES = [  # overrides (a function of tmp_path), the key, the value and an allow
 @pytest.mark.parametrize("case", CASES, ids=[c[1] + "=" + c[2] for c in CASES])
 def test_bad_value_fails_before_training_with_one_line(tiny_cfg, tmp_path, monkeypatch, case):
     import memlab.tasks.runner
-    import memlab.tasks.train
+    import memlab.jobs.training
 
     overrides, key, value, allowed = case
     cfg = tiny_cfg(*overrides(tmp_path))
-    monkeypatch.setattr(memlab.tasks.train, "build", lambda cfg: pytest.fail("data and model were built"))
+    monkeypatch.setattr(memlab.jobs.training, "build", lambda cfg: pytest.fail("data and model were built"))
     started = time.perf_counter()
     with pytest.raises(MemlabError) as err:
         memlab.tasks.runner.run(cfg)

@@ -60,7 +60,7 @@ def test_task_selection_and_the_ranking_scoring_callback(tiny_cfg):
     import pytorch_lightning as L
 
     from memlab.tasks.runner import task_module
-    from memlab.tasks.ranking import scoring_callback_target
+    from memlab.jobs.ranking_cache import scoring_callback_target
 
     assert task_module(tiny_cfg()) == "train" and task_module(tiny_cfg("task=fz")) == "fz"
     assert task_module(tiny_cfg("removal=default")) == "removal"  # task=train with a strategy: a removal job

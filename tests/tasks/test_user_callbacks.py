@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from omegaconf import open_dict
 
-from memlab.tasks.train import train_model
+from memlab.jobs.training import train_model
 
 
 class EpochCounter(pl.Callback):

@@ -26,8 +26,8 @@ def _first_epoch_order(datamodule) -> list[int]:
 
 
 def test_each_subset_model_gets_its_own_training_seed(tiny_cfg):
-    from memlab.tasks.subset_training import train_on_subset, with_training_seed
-    from memlab.tasks.train import build
+    from memlab.jobs.subset_training import train_on_subset, with_training_seed
+    from memlab.jobs.training import build
 
     cfg = tiny_cfg("experiment=smoke_validate", "trainer.max_epochs=1")  # resolved, as the tasks see it
     built = {}
@@ -52,7 +52,7 @@ def test_each_subset_model_gets_its_own_training_seed(tiny_cfg):
 def test_predictions_on_the_training_split_equal_the_plain_forward(tiny_cfg):
     """The fast prediction pass (length order, [CLS]-only last layer) against the full network's
     eval forward in the data module's order, excluded instances included."""
-    from memlab.tasks.subset_training import train_on_subset
+    from memlab.jobs.subset_training import train_on_subset
 
     cfg = tiny_cfg("experiment=smoke_validate", "trainer.max_epochs=1")
     predictions, model, _, dm = train_on_subset(cfg, 0, exclude=range(0, 96, 3))

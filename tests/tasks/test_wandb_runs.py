@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose
 from wandb_log import offline_runs
 
-from memlab.tasks import wandb_run as job_wandb
+from memlab.jobs import wandb_job as job_wandb
 from memlab.tasks.runner import run
 
 

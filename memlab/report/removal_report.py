@@ -1,6 +1,6 @@
 """Write and show the removal sweep's report: removal_summary.csv, removal_stats.csv, removal_report.md,
 removal.png (Fig. 1), problems, W&B; the findings in words go to the log too. The numbers come from
-:mod:`memlab.studies.removal` and :mod:`memlab.studies.removal_stats`."""
+:mod:`memlab.studies.removal_selection` and :mod:`memlab.studies.removal_stats`."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..studies.removal import DEFAULT_SCORE, aggregate_removal, collect_sweep
+from ..studies.removal_selection import DEFAULT_SCORE, aggregate_removal, collect_sweep
 from ..studies.removal_stats import compare_to_random, removal_report, removal_stats, top_below_random
 from ..utils.io import atomic_write_csv, atomic_write_text
 from .figures import new_figure, save_figure

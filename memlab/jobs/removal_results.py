@@ -2,7 +2,7 @@
 
 Each finished job's metrics are stored under ``paths.cache_dir/removal_jobs/<key>.json``, keyed by
 everything that determines its result: the ranking (data, model and recipe, solver, scoring settings,
-data seed, ranking seed: :func:`memlab.tasks.ranking.ranking_key`), the epochs and other trainer settings,
+data seed, ranking seed: :func:`memlab.jobs.ranking_cache.ranking_key`), the epochs and other trainer settings,
 the strategy, X, the training seed, the ranking column, and the draw seed where it matters (a random
 removal of X > 0). A full-data job (X = 0) is the same job for every strategy, solver and score, so its
 key holds only data, model, recipe, data seed and training seed: one training per seed serves them all.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..studies.removal import DEFAULT_SCORE
+from ..studies.removal_selection import DEFAULT_SCORE
 from ..utils.io import atomic_write_text, warn_bad_cache_entry
-from .ranking import ranking_key
+from .ranking_cache import ranking_key
 from .removal_record import depends_on_draw
 
 FULL_DATA_KEYS = ("data", "model", "data_seed")  # what a full-data job's result depends on, besides its seed

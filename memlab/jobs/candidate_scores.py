@@ -14,7 +14,7 @@ memorization score computed on that one model:
 Higher always means more memorized. Each candidate's ``seconds`` is its cost beyond the training run
 (loss and 1-P: the prediction pass; the others: their scoring or gradient passes). Everything is
 cached under ``paths.cache_dir/candidates/<key>`` (one lock; the scoring chunks are resumable).
-Unlike :func:`memlab.tasks.ranking.load_or_compute_ranking`, which trains once per solver
+Unlike :func:`memlab.jobs.ranking_cache.load_or_compute_ranking`, which trains once per solver
 setting, the model is trained once for all of them.
 """
 from __future__ import annotations

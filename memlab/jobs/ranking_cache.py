@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..config_dir import config_dir
 from ..utils.fingerprint import file_sha1, folder_fingerprint, pretrained_fingerprint, short_hash
 from ..utils.io import atomic_write_text, warn_bad_cache_entry
-from .train import fit_and_test, save_metrics
+from .training import fit_and_test, save_metrics
 
 log = logging.getLogger("memlab")
 

@@ -12,12 +12,12 @@ A removal job retrains without X% of the training set, chosen by ``strategy``:
 
 with ``"status": "failed"`` and an ``"error"`` message when it did not finish, and
 ``"skipped-duplicate"`` when it would only repeat the job of another draw seed
-(:mod:`memlab.tasks.removal_record`). A job dir without it is still read from its ``metrics.json`` (``test_acc``)
+(:mod:`memlab.jobs.removal_record`). A job dir without it is still read from its ``metrics.json`` (``test_acc``)
 and ``.hydra/overrides.yaml`` (``...strategy=``, ``...removal_pct=`` or ``...pct=``, ``...seed=``,
 optionally ``...draw_seed=`` and ``...score=``). X = 0 is the full data set, shared by all
 strategies. Ranking is :func:`memlab.studies.ranking.rank_by_memorization`; the statistics (paired
 differences to random-removed) are in ``removal_stats``; the figure and the report files in
-:mod:`memlab.report.removal`.
+:mod:`memlab.report.removal_report`.
 """
 from __future__ import annotations
 

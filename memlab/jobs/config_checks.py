@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from ..studies.removal import STRATEGIES
+from ..studies.removal_selection import STRATEGIES
 
 REMOVAL_STRATEGIES = (*STRATEGIES, "none")  # "none": a plain training job
 TEXT_SOURCES = ("hub", "local", "custom", "generated")
@@ -190,7 +190,7 @@ def check_text_data(data: DictConfig) -> list[tuple[str, str]]:
 
 def check_custom_path(path: str | None) -> list[tuple[str, str]]:
     """``data=custom`` needs ``data.path``; a hub id needs the hub or the datasets cache (the data itself
-    is read and checked next, by :func:`memlab.tasks.data_classes.resolve_data_classes`)."""
+    is read and checked next, by :func:`memlab.jobs.data_classes.resolve_data_classes`)."""
     if not path:
         raise ConfigError("data=custom needs data.path=DIR (a folder of train/dev/test files or a save_to_disk "
                           "folder) or data.path=HUB_ID")
@@ -205,7 +205,7 @@ def check_custom_path(path: str | None) -> list[tuple[str, str]]:
 
 def check_image_data(data: DictConfig) -> list[tuple[str, str]]:
     from ..data.image_sources import open_source
-    from ..model.backbones import BACKBONES
+    from ..data.backbones import BACKBONES
 
     source = data.get("source")
     one_of("data.source", source, IMAGE_SOURCES)
@@ -303,7 +303,7 @@ def resnet50_weights_cached() -> bool:
     import torch
     from torchvision.models import ResNet50_Weights
 
-    from ..model.backbones import PRETRAINED_WEIGHTS
+    from ..data.backbones import PRETRAINED_WEIGHTS
 
     url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
     return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()

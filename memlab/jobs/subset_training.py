@@ -1,7 +1,7 @@
 """Training one recipe many times in one process, each time with its own training seed and on a
 subset of the training split, keeping only the model's predicted probabilities on the whole split:
 the models of the Feldman-Zhang reference, of cleanlab's cross-validation and the scored model of the
-validation and label-noise experiments. Each trains through :func:`memlab.tasks.train.train_model`.
+validation and label-noise experiments. Each trains through :func:`memlab.jobs.training.train_model`.
 
 The training seed must reach everything it stands for: Lightning's global RNG (dropout), the head's
 initialisation (``model.net.seed``) and the shuffling (``data.shuffle_seed``). Configs are resolved
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..data.base import ListDataset
 from ..utils.fingerprint import pretrained_fingerprint, short_hash
 from ..utils.io import atomic_write
-from .train import train_model
+from .training import train_model
 
 # Callbacks that score or attribute after training: a subset model only needs its predictions.
 SCORING_CALLBACKS = ("memorization", "attribution", "tracin")

