@@ -4,8 +4,8 @@
 
 Reuses (or trains) the FZ subset models (:mod:`memlab.tasks.fz`) and the scored model with
 its candidate scores (:mod:`memlab.jobs.candidate_scores`), then writes ``validation.csv``
-(``score,spearman_vs_fz,spearman_vs_fz_top10,ceiling,fz_top10_recovered,recovered_vs_loss,ci_low,
-ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
+(``score,spearman_vs_fz,spearman_ci_low,spearman_ci_high,spearman_vs_fz_top10,ceiling,fz_top10_recovered,
+recovered_vs_loss,ci_low,ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
 ``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
 ``scores.csv`` (every candidate beside the reference), ``fz_scores.csv`` and ``fz_reliability.csv/.png``
 (:func:`memlab.tasks.fz.write_fz_reference`); ``fz_reliability`` and

@@ -12,7 +12,7 @@ import torch
 
 from memlab.tasks.runner import run
 
-VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_vs_fz_top10", "ceiling", "fz_top10_recovered",
+VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_ci_low", "spearman_ci_high", "spearman_vs_fz_top10", "ceiling", "fz_top10_recovered",
                       "recovered_vs_loss", "ci_low", "ci_high"]
 LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
 CANDIDATES = ["loss", "1-P(y|x)", "grad_norm"] + [f"{s}@damping_rel={r}" for r in ("0.001", "0.1", "10")
@@ -87,6 +87,7 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     assert list(table.columns) == VALIDATION_COLUMNS and table["score"].tolist() == CANDIDATES
     rho = table[["spearman_vs_fz", "spearman_vs_fz_top10"]].to_numpy()
     assert np.isfinite(rho).all() and (np.abs(rho) <= 1).all()
+    assert (table["spearman_ci_low"] <= table["spearman_ci_high"]).all() and table["spearman_ci_high"].le(1).all()
     assert table["ceiling"].tolist() == pytest.approx([np.sqrt(max(metrics["fz_reliability"], 0))] * len(table))
     fz = pd.read_csv(tmp_path / "fz_scores.csv")
     assert len(fz) == 96 and (fz["n_in"] + fz["n_out"] == 4).all()
