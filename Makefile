@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 export WANDB_MODE ?= disabled
 
-.PHONY: install test test-slow smoke paper bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit bench-score-speed clean
+.PHONY: install test test-slow smoke paper estimators bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit bench-score-speed clean
 
 install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
 	python3 -m venv .venv
@@ -21,6 +21,9 @@ smoke:
 
 paper:  ## docs/paper_vs_memlab.md from the run files archived in docs/results (python -m memlab.report archive ...)
 	$(PY) -m memlab.report paper docs/results
+
+estimators:  ## docs/estimators.md + docs/estimators.png: which memorization estimator to use, from the validate and label-noise runs archived in docs/results
+	$(PY) -m memlab.report estimators docs/results
 
 bench-scores:  ## issue 3's solver benchmark on real SST-2 with MiniLM (minutes; not part of make test)
 	$(PY) benchmarks/bench_scores.py

@@ -12,4 +12,6 @@ of :mod:`memlab.studies` and the files a run wrote. Files are written atomically
     paper_command  python -m memlab.report paper DIR...: docs/paper_vs_memlab.md (paper_numbers, run_dirs,
                    run_results, paper_rows, agreement, paper_markdown)
     archive        python -m memlab.report archive RUNDIR... --to docs/results/NAME: the small result files
+    estimators     python -m memlab.report estimators DIR...: docs/estimators.md + .png, which estimator to use
+                   (estimator_runs, estimators_markdown, estimators_figure; the verdict: studies.estimator_choice)
 """

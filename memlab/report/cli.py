@@ -4,6 +4,7 @@
     python -m memlab.report outputs/sst2_memorization/<date>/<time>  # score vs loss, disagreements
     python -m memlab.report paper DIR... [--paper PATH] [--out docs/paper_vs_memlab.md]  # memlab beside the paper
     python -m memlab.report archive RUNDIR... --to docs/results/NAME  # keep a run's small result files in git
+    python -m memlab.report estimators DIR... [--out docs/estimators.md]  # which memorization estimator to use
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def report_scores(run_dir: Path) -> list[Path]:
     return out
 
 
-SUBCOMMANDS = {"paper": "paper_command", "archive": "archive"}  # each module's main(argv) runs it
+SUBCOMMANDS = {"paper": "paper_command", "archive": "archive", "estimators": "estimators"}  # each module's main(argv) runs it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@
     stability      Table 5: Spearman between score rankings
     feldman_zhang  the subsampling memorization estimator of Feldman & Zhang (2020)
     validation     each score's Spearman with that reference, against its reliability ceiling
+    estimator_choice  which estimator: the leader, the ones tied with it, the cheapest; across data sets
     label_noise    the label-error benchmark: seeded flips, AUROC / AP / precision, cleanlab
 
 No Hydra, no Lightning, no figures here: numpy, pandas and scipy (scikit-learn and cleanlab where

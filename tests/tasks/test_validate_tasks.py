@@ -88,6 +88,8 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     rho = table[["spearman_vs_fz", "spearman_vs_fz_top10"]].to_numpy()
     assert np.isfinite(rho).all() and (np.abs(rho) <= 1).all()
     assert (table["spearman_ci_low"] <= table["spearman_ci_high"]).all() and table["spearman_ci_high"].le(1).all()
+    intervals = pd.read_csv(tmp_path / "spearman_intervals.csv").set_index("score")
+    assert intervals.loc[CANDIDATES, "spearman"].to_numpy() == pytest.approx(table["spearman_vs_fz"].to_numpy())
     assert table["ceiling"].tolist() == pytest.approx([np.sqrt(max(metrics["fz_reliability"], 0))] * len(table))
     fz = pd.read_csv(tmp_path / "fz_scores.csv")
     assert len(fz) == 96 and (fz["n_in"] + fz["n_out"] == 4).all()
