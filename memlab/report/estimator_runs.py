@@ -125,8 +125,9 @@ def _intervals(run: RunDir, names: list[str], scores: pd.DataFrame | None, resam
     saved = _csv(run.path / INTERVALS)
     if saved is not None:
         return saved, INTERVALS
-    if scores is not None and "fz_mem" in scores and all(n in scores for n in names):
-        return spearman_intervals(scores[["sample_index", *names]], scores[["sample_index", "fz_mem"]],
+    present = [n for n in names if scores is not None and n in scores]
+    if scores is not None and "fz_mem" in scores and present:
+        return spearman_intervals(scores[["sample_index", *present]], scores[["sample_index", "fz_mem"]],
                                   resamples=resamples), f"{SCORES} (paired bootstrap, {resamples} resamples)"
     return None, VALIDATION
 

@@ -49,15 +49,17 @@ def verdict(table: pd.DataFrame) -> Verdict:
     leader, others = ranked.iloc[0], ranked.iloc[1:]
     name = str(leader["score"])
     if others.empty:
-        basis, tied_mask = "paired", pd.Series(False, index=others.index)
-    elif _finite(others, "diff_ci_high").all():
-        basis, tied_mask = "paired", others["diff_ci_high"] >= 0
-    elif _finite(others, "spearman_ci_high").all() and np.isfinite(float(leader.get("spearman_ci_low", np.nan))):
-        basis, tied_mask = "overlap", others["spearman_ci_high"] >= leader["spearman_ci_low"]
+        return Verdict(name, (), (), name, "paired")
+    if _finite(others, "diff_ci_high").any():
+        basis, known = "paired", _finite(others, "diff_ci_high")
+        tied_mask = others["diff_ci_high"] >= 0
+    elif _finite(others, "spearman_ci_high").any() and np.isfinite(float(leader.get("spearman_ci_low", np.nan))):
+        basis, known = "overlap", _finite(others, "spearman_ci_high")
+        tied_mask = others["spearman_ci_high"] >= leader["spearman_ci_low"]
     else:
         return Verdict(name, (), (), name, "none")
-    tied = tuple(others.loc[tied_mask, "score"].astype(str))
-    worse = tuple(others.loc[~tied_mask, "score"].astype(str))
+    tied = tuple(others.loc[known & tied_mask, "score"].astype(str))
+    worse = tuple(others.loc[known & ~tied_mask, "score"].astype(str))  # an estimator without an interval: neither
     top = ranked[ranked["score"].astype(str).isin((name,) + tied)]
     priced = top[_finite(top, "cost")].sort_values(["cost", "spearman"], ascending=[True, False], kind="stable")
     return Verdict(name, tied, worse, str(priced.iloc[0]["score"]) if len(priced) else name, basis)
