@@ -137,7 +137,7 @@ def advice_lines(choice: dict, n_datasets: int) -> list[str]:
         return ["No estimator could be ranked: no validate run holds a Spearman with the reference.", "", ""]
     ratios = [v for v in choice["ratios"].values() if np.isfinite(v)]
     span = f"{number(min(ratios))}–{number(max(ratios))}" if len(ratios) > 1 else number(ratios[0]) if ratios else DASH
-    first = (f"Use `{name}`: it leads or is tied with the leader (95% paired bootstrap) on {len(choice['top_on'])} of "
+    first = (f"Use `{name}`: it leads or is tied with the leader within noise (95% intervals) on {len(choice['top_on'])} of "
              f"{n_datasets} data sets ({', '.join(dataset_name(d) for d in choice['top_on'])}), at {span} of the ceiling "
              "the Feldman-Zhang reference's noise allows.")
     costs = {d: c for d, c in choice["costs"].items() if np.isfinite(c)}
