@@ -113,11 +113,25 @@ def test_with_k_above_the_parameter_count_and_no_damping_h_is_the_leverage_score
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
 
 
-def test_auto_picks_dense_for_a_small_model():
+def test_auto_picks_dense_for_a_small_model_and_the_settings_are_checked_in_one_line():
+    from omegaconf import OmegaConf
+
+    from memlab.errors import ConfigError
+    from memlab.influence.trak_projection import KINDS
+    from memlab.jobs.trak_settings import PROJECTIONS, trak_settings
+
     model, params, _ = _setup()
     assert make_projector(model, params, 64).kind == "dense"
     with pytest.raises(ValueError):
         make_projector(model, params, 64, "sparse")
+    assert PROJECTIONS == KINDS
+    cfg = lambda **trak: OmegaConf.create({"candidates": {"trak": trak}})  # noqa: E731
+    assert trak_settings(OmegaConf.create({})) is None and trak_settings(cfg(models=0)) is None
+    assert trak_settings(cfg(models=2))["proj_dim"] == 2048
+    for bad in ({"projection": "sparse"}, {"proj_dim": 0}, {"damping_rel": -1.0},
+                {"ablation": {"proj_dims": [16]}}, {"models": 1.5}):
+        with pytest.raises(ConfigError, match="candidates.trak"):
+            trak_settings(cfg(**bad))
 
 
 def test_ensemble_and_leave_one_out_against_a_by_hand_mean():
@@ -141,3 +155,32 @@ def test_ablation_grid_equals_direct_solves_on_column_prefixes():
         torch.testing.assert_close(h, _explicit_h(phi[:, :k], rel), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError):
         ablation_leverages(phi, [40], [1e-3])
+
+
+@pytest.mark.slow  # ~25 s: vmap over a whole BERT in float64
+def test_kronecker_features_of_a_tiny_transformer_equal_the_projected_vmap_gradients(tiny_cfg):
+    """Token factors of a BERT layer (many tokens, attention, padding, embeddings-free suffix) against
+    torch.func per-example gradients of the whole net, projected by the same (P_out ⊗ P_in)."""
+    from memlab.influence.trak_projection import margin_gradients
+    from memlab.influence.functional import unflatten
+    from memlab.jobs.training import build
+
+    dm, model, _ = build(tiny_cfg())
+    dm.setup()
+    net = model.net.double().eval()
+    params = trainable_params(net)
+    batch = next(iter(dm.score_dataloader(6)))
+    projector = KroneckerProjector(net, params, 512, seed=5)
+    phi, _ = projector.features(batch)
+    flat, _ = margin_gradients(net, params, batch)
+    grads = unflatten(flat, params)
+    parts = []
+    for block, p_in, p_out in zip(projector.tracker.blocks, projector.p_in, projector.p_out):
+        g_mat = block.matrix(grads)
+        parts.append(g_mat.reshape(len(phi), -1) @ torch.kron(p_out, p_in))
+    if projector.other is not None:
+        parts.append(torch.cat([grads[n].reshape(len(phi), -1) for n in projector.diag_names], 1)
+                     @ projector.other.matrix())
+    explicit = torch.cat(parts, 1)[:, projector.order]
+    assert explicit.abs().max() > 0
+    torch.testing.assert_close(phi, explicit, rtol=1e-8, atol=1e-10)
