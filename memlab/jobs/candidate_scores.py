@@ -10,6 +10,8 @@ memorization score computed on that one model:
                                     LiSSA itself takes hours on a CPU (the L2 term is the model's own
                                     under recipe=study, else added for this scoring only)
     tracin                          Σ_epochs η·‖∇CE‖² (callbacks/tracin.py, recorded during training)
+    trak, trak_loo[@M=<M>]          TRAK self-influence, one model or an ensemble (jobs/trak_candidates.py;
+                                    cached in its own folder below, outside this entry's key)
 
 Higher always means more memorized. Each candidate's ``seconds`` is its cost beyond the training run
 (loss and 1-P: the prediction pass; the others: their scoring or gradient passes). Everything is
@@ -33,6 +35,7 @@ from ..callbacks.scoring import ScoringCallback
 from ..callbacks.tracin import TracInCallback
 from ..utils.io import atomic_write_csv, atomic_write_text
 from .subset_training import Predictions, train_on_subset, training_key
+from .trak_candidates import featurize_scored_model, trak_candidates
 
 log = logging.getLogger("memlab")
 
@@ -111,6 +114,7 @@ def compute_candidates(cfg: DictConfig, out_dir: Path) -> tuple[pd.DataFrame, di
     if tracin is not None:
         frame["tracin"] = tracin.table().set_index("sample_index")["tracin"]
         seconds["tracin"] = tracin.seconds
+    featurize_scored_model(cfg, out_dir, model, trainer)  # TRAK's M = 1 files while the model is in memory
     return frame.reset_index(drop=True), seconds, predictions
 
 
@@ -127,4 +131,8 @@ def candidate_scores(cfg: DictConfig) -> tuple[pd.DataFrame, dict, Predictions]:
             predictions.save(files[2])
             atomic_write_text(files[1], json.dumps(seconds, indent=2))
             atomic_write_csv(frame, files[0])  # last: its presence marks the entry complete
-    return pd.read_csv(files[0]), json.loads(files[1].read_text()), Predictions.load(files[2])
+        trak, trak_seconds = trak_candidates(cfg, out_dir)  # trains (or reads) what TRAK's own cache lacks
+    frame, seconds = pd.read_csv(files[0]), json.loads(files[1].read_text())
+    if trak is not None:
+        frame, seconds = frame.merge(trak, on="sample_index", how="left"), {**seconds, **trak_seconds}
+    return frame, seconds, Predictions.load(files[2])

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from ..studies.removal_selection import STRATEGIES
+from .trak_settings import trak_settings
 
 REMOVAL_STRATEGIES = (*STRATEGIES, "none")  # "none": a plain training job
 TEXT_SOURCES = ("hub", "local", "custom", "generated")
@@ -39,6 +40,7 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
         check_solver("solver", cfg.solver)
     check_memorization(cfg.get("callbacks"))
     check_sources(cfg)
+    trak_settings(cfg)  # candidates.trak (validate, label_noise)
 
 
 # -- values -------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ recovered_vs_loss,ci_low,ci_high``: :mod:`memlab.studies.validation`), ``validat
 ``spearman_intervals.csv`` (each Spearman's interval and its paired-bootstrap difference to the best
 candidate, for ``python -m memlab.report estimators``), ``scores.csv`` (every candidate beside the
 reference), ``fz_scores.csv`` and ``fz_reliability.csv/.png`` (:func:`memlab.tasks.fz.write_fz_reference`);
-``fz_reliability`` and
-each candidate's Spearman go into metrics.json. The ceiling is sqrt(fz_reliability), the highest
+``fz_reliability`` and each candidate's Spearman go into metrics.json. With ``candidates.trak.ablation``,
+``trak_ablation.csv`` (``proj_dim,damping_rel,spearman_vs_fz,spearman_vs_fz_top10``: TRAK of the scored
+model alone, M = 1, per grid point) and its Spearman as ``validate/trak_ablation/proj_dim=<k>,damping_rel=<r>``.
+The ceiling is sqrt(fz_reliability), the highest
 agreement the reference's noise allows.
 """
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig
 
 from ..report.study_figures import plot_scores_vs_fz, plot_validation
-from ..studies.feldman_zhang import attenuation_ceiling
+from ..studies.feldman_zhang import attenuation_ceiling, spearman_against
 from ..studies.validation import spearman_intervals, validation_table
 from ..utils.io import atomic_write_csv, update_json
-from ..jobs.candidate_scores import candidate_scores
+from ..jobs.candidate_scores import candidate_scores, candidates_dir
+from ..jobs.trak_candidates import ablation_column, trak_ablation
 from .fz import write_fz_reference
 
 log = logging.getLogger("memlab")
@@ -49,5 +53,23 @@ def run(cfg: DictConfig) -> dict:
         metrics[f"validate/{row.score}"] = row.spearman_vs_fz
         metrics[f"validate/{row.score}/top10"] = row.spearman_vs_fz_top10
         metrics[f"validate/{row.score}/fz_top10_recovered"] = row.fz_top10_recovered
+    metrics.update(write_trak_ablation(cfg, fz_table, out))
     log.info("validation against Feldman-Zhang (ceiling %.3f):\n%s", ceiling, table.round(3).to_string(index=False))
     return update_json(out / "metrics.json", metrics)
+
+
+def write_trak_ablation(cfg: DictConfig, fz_table: pd.DataFrame, out: Path) -> dict:
+    """trak_ablation.csv (one row per (proj_dim, damping_rel)) and its metrics; {} without the ablation."""
+    ablation = trak_ablation(cfg, candidates_dir(cfg))
+    if ablation is None:
+        return {}
+    scores, grid = ablation
+    rows, metrics = [], {}
+    for k, rel in grid:
+        column = ablation_column(k, rel)
+        rho = spearman_against(scores[["sample_index", column]], fz_table, score_column=column)
+        rows.append({"proj_dim": k, "damping_rel": rel, "spearman_vs_fz": rho["overall"],
+                     "spearman_vs_fz_top10": rho["top"]})
+        metrics[f"validate/trak_ablation/proj_dim={k},damping_rel={rel:g}"] = rho["overall"]
+    atomic_write_csv(pd.DataFrame(rows), out / "trak_ablation.csv")
+    return metrics

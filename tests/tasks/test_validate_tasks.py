@@ -17,7 +17,7 @@ VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_ci_low", "spearman_ci
 LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
 CANDIDATES = ["loss", "1-P(y|x)", "grad_norm"] + [f"{s}@damping_rel={r}" for r in ("0.001", "0.1", "10")
                                                    for s in ("mem_score", "loo_score")] \
-    + ["mem_score@study(damping=50+L2)", "tracin"]
+    + ["mem_score@study(damping=50+L2)", "tracin", "trak", "trak_loo", "trak@M=2", "trak_loo@M=2"]
 
 
 def _first_epoch_order(datamodule) -> list[int]:
@@ -100,8 +100,17 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     assert scores["tracin"].gt(0).all() and scores["loss"].gt(0).all()
     for figure in ("validation.png", "validation_by_percentile.png"):
         assert (tmp_path / figure).stat().st_size > 1000
-    cached = sorted((tmp_path / "cache").rglob("*.npz")) + sorted((tmp_path / "cache").rglob("candidates.csv"))
-    assert len(cached) == 4 + 1 + 1  # FZ models, the scored model's predictions, its candidates
+    trak = scores[["trak", "trak_loo", "trak@M=2", "trak_loo@M=2"]].to_numpy()
+    assert np.isfinite(trak).all() and (trak >= 0).all() and (scores["trak_loo"] >= scores["trak"]).all()
+    ablation = pd.read_csv(tmp_path / "trak_ablation.csv")  # smoke_validate: proj_dims [16, 64] × 2 dampings
+    assert ablation[["proj_dim", "damping_rel"]].values.tolist() == [[16, 1e-3], [16, 0.1], [64, 1e-3], [64, 0.1]]
+    assert np.isfinite(ablation["spearman_vs_fz"]).all()
+    # the grid's (64, 1e-3) point is the main M = 1 column (proj_dim 64, damping_rel 1e-3)
+    assert metrics["validate/trak_ablation/proj_dim=64,damping_rel=0.001"] == pytest.approx(metrics["validate/trak"])
+    cached = [f for pattern in ("*.npz", "candidates.csv", "ablation_*.csv")
+              for f in sorted((tmp_path / "cache").rglob(pattern))]
+    # FZ models, the scored model's predictions, TRAK's two models, the candidates, TRAK's ablation
+    assert len(cached) == 4 + 1 + 2 + 1 + 1
     stamps = [f.stat().st_mtime_ns for f in cached]
     run(cfg)  # a second run trains nothing
     assert [f.stat().st_mtime_ns for f in cached] == stamps
