@@ -20,8 +20,9 @@ TEXT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt", ".html"}
 ELSEWHERE = "<elsewhere>"
 SYSTEM_FOLDERS = ("/usr/", "/etc/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/", "/dev/", "/proc/", "/sys/")
 HOME = re.compile(r"^/(?:home|Users)/[^/]+(?=/|$)|^/root(?=/|$)")
-# An absolute path of at least two parts, not inside a word, a URL ("http://h/x") or an HTML tag ("</b>").
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\<-])(?:/[\w.+@%=~-]+){2,}/?")
+# An absolute path of at least two parts, where a value starts (line start, after a space, a quote, "=", ",",
+# a bracket): not inside a word, a URL ("http://h/x"), an HTML tag ("</b>") or an interpolation ("${a}/b/c").
+ABSOLUTE_PATH = re.compile(r"(?:^|(?<=[\s\"'=,(\[>]))(?:/[\w.+@%=~-]+){2,}/?", re.MULTILINE)
 
 
 def recorded_cwds(hydra_files) -> set[str]:

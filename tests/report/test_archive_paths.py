@@ -83,3 +83,6 @@ def test_portable_text_by_hand():
     assert portable_text("cwd: /work/exp\n", roots) == "cwd: .\n"
     assert portable_text("reused: /work/exploit/x/y.json", roots) == f"reused: {ELSEWHERE}/x/y.json"
     assert portable_text("/home/ann/.cache/hf and /root/x", roots) == "~/.cache/hf and ~/x"
+    interpolated = "cache_dir: ${oc.env:MEMLAB_CACHE,${paths.root_dir}/.cache/memlab}"
+    assert portable_text(interpolated, roots) == interpolated  # not an absolute path
+    assert portable_text("</b> 1/2 a/b/c http://h/x/y", roots) == "</b> 1/2 a/b/c http://h/x/y"
