@@ -28,7 +28,7 @@ examples:
   python -m memlab experiment=sst2_memorization data.source=local data.dir=../shared/data/sst2 model=minilm
   python -m memlab experiment=memorization data=custom data.path=DIR data.text_column=text \\
       data.label_column=category model.pretrained=FOLDER        # your own data and model
-  python -m memlab -m experiment=sst2_removal removal.pct=0,30 removal.strategy=top,random seed=0,1,2"""
+  python -m memlab experiment=sst2_removal removal.pct=0,30 removal.strategy=top,random seed=0,1,2   # a sweep"""
 
 # One line per group; the options beside each are read from the config tree. A group without a line
 # here is still listed (with its options), so a new group shows up at once.
