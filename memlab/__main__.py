@@ -1,4 +1,5 @@
-"""Entry point: ``python -m memlab experiment=smoke`` (any Hydra overrides; ``-m`` for sweeps).
+"""Entry point: ``python -m memlab experiment=smoke`` (any Hydra overrides; ``-m`` for sweeps;
+``--help`` for memlab's page, :mod:`memlab.help`; ``--hydra-help`` for Hydra's).
 
 The job is :func:`memlab.tasks.runner.main`: memlab's own errors (config, data, model loading) print one
 line to stderr and exit 1; ``HYDRA_FULL_ERROR=1`` or ``-v`` shows the traceback. A sweep with
@@ -11,22 +12,28 @@ import hydra
 from omegaconf import DictConfig
 
 from memlab.config_dir import config_dir
-from memlab.tasks.runner import main as run_job
-from memlab.jobs.failed_jobs import FAILED_IN_SWEEPS
+from memlab.help import help_text, wants_help
 
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from memlab.tasks.runner import main as run_job  # here, so that --help loads no torch
+
     return run_job(cfg)
 
 
 def cli() -> None:
+    if wants_help(sys.argv[1:]):  # memlab's page, not Hydra's generic one with a config dump
+        print(help_text(), end="")
+        return
     if any(a in VERBOSE_FLAGS for a in sys.argv[1:]):  # ours, not Hydra's: show tracebacks
         sys.argv = [a for a in sys.argv if a not in VERBOSE_FLAGS]
         os.environ["HYDRA_FULL_ERROR"] = "1"
     main()
+    from memlab.jobs.failed_jobs import FAILED_IN_SWEEPS
+
     if FAILED_IN_SWEEPS:
         sys.exit(1)
 

@@ -132,7 +132,7 @@ class ScoringCallback(L.Callback):
                                           class_names=getattr(dm, "class_names", None)).name
         write_top_bottom_markdown(scores, out / "top_bottom.md", n=3, class_names=getattr(dm, "class_names", None),
                                   image_grid=grid)
-        plot_score_vs_loss(scores, out / "score_vs_loss.png")
+        plot_score_vs_loss(scores, out / "score_vs_loss.png", class_names=getattr(dm, "class_names", None))
         atomic_write_csv(disagreement_table(scores, n=20), out / "disagreement.csv")
 
     def log_to_loggers(self, trainer, scores, metrics, dm) -> None:

@@ -9,7 +9,9 @@ Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``,
 CSVs, stability/typicality/reduction-rate CSVs, top_bottom.md, attributions.html; scores.csv only when small),
 plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, and for images
 top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
-scoring chunks, logs, other pictures, anything over 2 MB.
+scoring chunks, logs, other pictures, anything over 2 MB. The text files keep no absolute path of this
+machine: paths under the run's working folder become relative to it, others are dropped
+(:mod:`memlab.report.portable_paths`).
 
     python -m memlab.report archive multirun/sst2_removal/2026-12-06/10-00-00-000000 --to docs/results/sst2
 """
@@ -22,11 +24,12 @@ import sys
 from pathlib import Path
 
 from ..errors import MemlabError, one_line
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, atomic_write_text
+from .portable_paths import TEXT_SUFFIXES, portable_text, run_roots
 from .run_dirs import SKIPPED_DIRS, find_run_dirs
 
 MAX_BYTES = 2 * 1024 * 1024
-KEPT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt", ".html"}
+KEPT_SUFFIXES = TEXT_SUFFIXES  # .json .yaml .csv .md .txt .html
 MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "top_bottom.png",
                 "attributions.png"}
 
@@ -76,14 +79,24 @@ def archive(dirs: list[Path], to: Path) -> tuple[list[Path], list[Path]]:
         for run in runs:
             kept, large = result_files(run.path)
             base = to / archived_path(run.path, d)
-            plan += [(f, base / f.relative_to(run.path)) for f in kept]
+            roots = run_roots(kept)
+            plan += [(f, base / f.relative_to(run.path), roots) for f in kept]
             too_large += large
     target = to.resolve()
-    inside = [str(src) for src, _ in plan if src.resolve().is_relative_to(target)]
+    inside = [str(src) for src, _, _ in plan if src.resolve().is_relative_to(target)]
     if inside:
         raise MemlabError(f"{inside[0]} is already inside {to}: archive from the run dirs themselves")
-    copied = [atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp)) for src, dst in plan]
-    return copied, too_large
+    return [copy_portable(src, dst, roots) for src, dst, roots in plan], too_large
+
+
+def copy_portable(src: Path, dst: Path, roots: list[str]) -> Path:
+    """Copy one file; a text file with its absolute paths made portable (relative to ``roots`` or dropped)."""
+    if src.suffix in TEXT_SUFFIXES:
+        try:
+            return atomic_write_text(dst, portable_text(src.read_text(encoding="utf-8"), roots))
+        except UnicodeDecodeError:
+            pass  # not text after all: kept as it is
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def main(argv: list[str]) -> int:

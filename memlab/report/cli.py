@@ -29,7 +29,9 @@ def report_scores(run_dir: Path) -> list[Path]:
     info = {"solver": {"solver": old.get("solver"), "damping": old.get("damping")}, "spectrum": old.get("spectrum")}
     diagnostics = {**old, **score_diagnostics(scores, info)}
     atomic_write_text(diag_file, json.dumps(diagnostics, indent=2, default=str))
-    out = [plot_score_vs_loss(scores, mem / "score_vs_loss.png"),
+    metrics_file = run_dir / "metrics.json"
+    class_names = json.loads(metrics_file.read_text()).get("data/class_names") if metrics_file.is_file() else None
+    out = [plot_score_vs_loss(scores, mem / "score_vs_loss.png", class_names=class_names),
            atomic_write_csv(disagreement_table(scores, n=20), mem / "disagreement.csv"), diag_file]
     print(f"Spearman(score, loss) = {diagnostics['spearman_vs_loss']:.3f}; "
           f"Spearman(score, P*|grad L|^2) = {diagnostics['spearman_vs_identity']:.3f}")

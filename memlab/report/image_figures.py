@@ -61,7 +61,18 @@ def plot_top_bottom_images(scores: pd.DataFrame, images: Images, path: str | os.
         axes[row, 0].set_ylabel(class_name(label, class_names), fontsize=9)
     axes[0, 0].set_title(f"most memorized (by {column}) →", fontsize=9, loc="left")
     axes[0, n].set_title("least memorized →", fontsize=9, loc="left")
+    fig.suptitle(f"The {n} most and {n} least memorized training images of every class", fontsize=11)
+    fig.legend(handles=[_caption_key("tab:red", "red caption: the model's prediction is wrong"),
+                        _caption_key("black", "black caption: the prediction is right")],
+               loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
     return save_figure(fig, path)
+
+
+def _caption_key(color: str, text: str):
+    """A legend entry that is only coloured text (the captions it explains are text too)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, marker="s", ls="none", label=text)
 
 
 def top_per_class(records: Sequence[Mapping]) -> list[Mapping]:
@@ -83,11 +94,23 @@ def attribution_overlay(grid: np.ndarray, max_alpha: float = 0.7) -> np.ndarray:
     return overlay
 
 
+def _attribution_colours():
+    """Blue (negative) through transparent white to red (positive): the colours of :func:`attribution_overlay`."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("memlab_attribution", [(0, 0, 1, 0.7), (1, 1, 1, 0.0), (1, 0, 0, 0.7)])
+
+
 def plot_image_heatmaps(records: Sequence[Mapping], images: Images, path: str | os.PathLike,
                         class_names: Sequence[str] | None = None, predictions: Mapping[int, object] | None = None):
     """Paper Fig. 3: every class's most memorized training image (the first record of its label; records
-    most memorized first) with its Eq. 5 attribution grid over it (:func:`attribution_overlay`). The title
-    gives the prediction, the score the attributions explain and what the cells sum to (M_replace, Eq. 4)."""
+    most memorized first) with its Eq. 5 attribution grid over it (:func:`attribution_overlay`), and a colour key
+    (red raises memorization, blue lowers it). Each picture's title gives the prediction, the score the
+    attributions explain and what the cells sum to (M_replace, Eq. 4)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    colours = _attribution_colours()
     chosen = top_per_class(records)
     cols = min(5, len(chosen))
     rows = -(-len(chosen) // cols)
@@ -106,4 +129,11 @@ def plot_image_heatmaps(records: Sequence[Mapping], images: Images, path: str | 
         score = f"loo_score {r['loo_score']:.3g}" if "loo_score" in r else f"mem_score {r['mem_score']:.3g}"
         ax.set_title(f"{class_name(r['label'], class_names)} #{r['sample_index']}{pred}\n{score}, "
                      f"cells sum {r.get('attribution_total', grid.sum()):.3g}", fontsize=7)
+    fig.suptitle("Each class's most memorized training image and its attributions (Eq. 5, Fig. 3)", fontsize=10)
+    key = fig.colorbar(ScalarMappable(norm=Normalize(-1.0, 1.0), cmap=colours), ax=list(axes.flat),
+                       orientation="horizontal", fraction=0.04, pad=0.04, aspect=40)
+    key.set_ticks([-1.0, 0.0, 1.0], labels=["lowers memorization", "0", "raises memorization"])
+    key.ax.tick_params(labelsize=8)
+    key.set_label("attribution / max |attribution| of the image: red raises memorization, blue lowers it",
+                  fontsize=8)
     return save_figure(fig, path)

@@ -25,16 +25,21 @@ def loss_of(scores_df: pd.DataFrame) -> pd.Series:
 
 
 def plot_score_vs_loss(scores_df: pd.DataFrame, path: str | os.PathLike, floor: float = 1e-6,
-                       title: str | None = None):
-    """Scatter of memorization score vs. training loss on log-log axes, one colour per class.
+                       title: str | None = None, class_names: Sequence[str] | None = None):
+    """Scatter of the score the ranking follows (``loo_score`` where the table has it, else ``mem_score``:
+    :func:`memlab.studies.ranking.memorization_column`, named on the axis) vs. the training loss on
+    log-log axes, one colour per class (its name from ``class_names``, the run's ``data/class_names``).
 
     Values below ``floor`` (zero scores, near-zero losses) are drawn at the floor. The title gives
     the Spearman correlation of the raw values. Returns the path written.
     """
     from scipy.stats import spearmanr
 
+    from .image_figures import class_name
+
+    column = memorization_column(scores_df)
     loss = loss_of(scores_df).to_numpy()
-    score = scores_df["mem_score"].to_numpy(dtype=float)
+    score = scores_df[column].to_numpy(dtype=float)
     rho = float(spearmanr(score, loss).statistic) if len(score) > 2 else math.nan
     fig, axes = new_figure(1, 1, figsize=(5.5, 4.5))
     ax = axes[0, 0]
@@ -42,13 +47,14 @@ def plot_score_vs_loss(scores_df: pd.DataFrame, path: str | os.PathLike, floor: 
     for label in np.unique(labels):
         sel = labels == label
         ax.scatter(np.maximum(loss[sel], floor), np.maximum(score[sel], floor), s=6, alpha=0.5,
-                   label=f"label {label}")
+                   label=class_name(label, class_names))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training loss  -log P(y|x)")
-    ax.set_ylabel("memorization score")
-    ax.set_title(f"{title + ': ' if title else ''}Spearman ρ = {rho:.3f} (n = {len(score)})")
-    ax.legend(fontsize=8, markerscale=2)
+    ax.set_ylabel(f"{column} (the score the ranking follows)")
+    ax.set_title(f"{title + ': ' if title else ''}{column} vs training loss, Spearman ρ = {rho:.3f} "
+                 f"(n = {len(score)})", fontsize=10)
+    ax.legend(fontsize=8, markerscale=2, title="class", title_fontsize=8)
     return save_figure(fig, path)
 
 
@@ -99,8 +105,7 @@ def plot_reduction_rate(df: pd.DataFrame, path: str | os.PathLike, title: str | 
                     marker=marker, capsize=3, label=label)
     ax.set_xlabel("top-k% tokens replaced by [MASK]" if masked == "tokens" else f"top-k% {masked} set to the baseline")
     ax.set_ylabel("reduction rate (%)")
-    if title:
-        ax.set_title(title)
+    ax.set_title(title or f"Reduction rate (Eq. 6): masking attributed vs random {masked}", fontsize=10)
     if len(df):
         ax.legend(fontsize=8)
     return save_figure(fig, path)

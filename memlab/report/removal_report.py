@@ -49,8 +49,8 @@ def plot_removal(aggregate: pd.DataFrame, path: str | os.PathLike, title: str | 
         ax_acc.scatter(*zip(*points), marker="*", s=220, color="gold", edgecolors="black", zorder=5,
                        label="top below random (paired 95% CI excludes 0)")
     ax_acc.set_ylabel("test accuracy")
-    if title:
-        ax_acc.set_title(title)
+    ax_acc.set_title(title or "Removal study (Fig. 1): test accuracy after removing X% of the training set",
+                     fontsize=10)
     if len(aggregate):
         ax_acc.legend(fontsize=8)
     else:

@@ -38,6 +38,7 @@ def plot_typicality_histograms(scores_df: pd.DataFrame, fractions_df: pd.DataFra
         ax.set_xlabel("positive phrase fraction")
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
+    fig.suptitle(f"Typicality (Fig. 4, Table 1): positive-phrase fraction of the top / bottom {tag} memorized")
     return save_figure(fig, path)
 
 
@@ -114,6 +115,8 @@ def plot_scores_vs_fz(candidates: pd.DataFrame, fz: pd.DataFrame, path, bins: in
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel("mean FZ memorization", fontsize=7)
+    fig.suptitle("Feldman-Zhang memorization by percentile of each score (rising: it measures memorization)",
+                 fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
 
