@@ -57,3 +57,18 @@ def test_records_equal_a_recomputation_from_the_logged_logits(tiny_cfg, tmp_path
     again, seconds = load_records(tmp_path / "dynamics.npz")
     assert seconds == dynamics.seconds
     np.testing.assert_array_equal(again.to_numpy(), records.to_numpy())
+
+
+def test_one_line_errors_under_ddp_and_without_logits():
+    from types import SimpleNamespace
+
+    import torch
+
+    from memlab.errors import ConfigError
+
+    callback = TrainingDynamicsCallback()
+    with pytest.raises(ConfigError, match="single process"):
+        callback.on_fit_start(SimpleNamespace(world_size=2), None)
+    batch = {"labels": torch.tensor([0]), "sample_index": torch.tensor([3])}
+    with pytest.raises(ConfigError, match="logits"):
+        callback.on_train_batch_end(None, None, torch.tensor(0.5), batch, 0)  # a step that returns the loss alone
