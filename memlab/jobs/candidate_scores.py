@@ -12,9 +12,13 @@ memorization score computed on that one model:
     tracin                          Σ_epochs η·‖∇CE‖² (callbacks/tracin.py, recorded during training)
     trak, trak_loo[@M=<M>]          TRAK self-influence, one model or an ensemble (jobs/trak_candidates.py;
                                     cached in its own folder below, outside this entry's key)
+    forgetting, aum, el2n@epoch<e>, training dynamics of the scored model's own training steps
+    learning_time, 1-cum_correct,   (candidates.dynamics: jobs/dynamics_candidates.py; their seconds:
+    mean_train_loss                 the recording callback's overhead)
 
 Higher always means more memorized. Each candidate's ``seconds`` is its cost beyond the training run
-(loss and 1-P: the prediction pass; the others: their scoring or gradient passes). Everything is
+(loss and 1-P: the prediction pass; the others: their scoring or gradient passes); ``seconds["epoch"]``
+is the scored model's mean training-epoch time, the unit of the cost column. Everything is
 cached under ``paths.cache_dir/candidates/<key>`` (one lock; the scoring chunks are resumable).
 Unlike :func:`memlab.jobs.ranking_cache.load_or_compute_ranking`, which trains once per solver
 setting, the model is trained once for all of them.
@@ -33,7 +37,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..callbacks.scoring import ScoringCallback
 from ..callbacks.tracin import TracInCallback
+from ..callbacks.training_dynamics import TrainingDynamicsCallback
 from ..utils.io import atomic_write_csv, atomic_write_text
+from .dynamics_candidates import dynamics_candidates, epoch_seconds
 from .subset_training import Predictions, train_on_subset, training_key
 from .trak_candidates import featurize_scored_model, trak_candidates
 
@@ -61,8 +67,9 @@ def candidate_solvers(cfg: DictConfig) -> dict[str, dict]:
 
 def candidates_dir(cfg: DictConfig) -> Path:
     c = cfg.candidates
+    dynamics = {"dynamics": {"el2n_epoch": int(c.get("el2n_epoch", 1))}} if c.get("dynamics") else {}  # off: keys as before
     key = training_key(cfg, seed=int(cfg.seed), solvers=candidate_solvers(cfg), study_l2=float(c.study_l2),
-                       tracin=bool(c.tracin))
+                       tracin=bool(c.tracin), **dynamics)
     return Path(cfg.paths.cache_dir) / "candidates" / key
 
 
@@ -90,10 +97,12 @@ def score_with(trainer, model, solver_cfg: dict, out_dir: Path, batch_size: int,
 def compute_candidates(cfg: DictConfig, out_dir: Path) -> tuple[pd.DataFrame, dict, Predictions]:
     c = cfg.candidates
     tracin = TracInCallback(output_dir=str(out_dir)) if c.tracin else None
-    predictions, model, trainer, _ = train_on_subset(cfg, int(cfg.seed), (), [tracin] if tracin else [])
+    dynamics = TrainingDynamicsCallback() if c.get("dynamics") else None
+    extra_callbacks = [cb for cb in (tracin, dynamics) if cb is not None]
+    predictions, model, trainer, _ = train_on_subset(cfg, int(cfg.seed), (), extra_callbacks)
     batch_size = int((cfg.get("callbacks") or {}).get("memorization", {}).get("batch_size", 64))
     frame = pd.DataFrame({"sample_index": predictions.sample_index}).set_index("sample_index", drop=False)
-    seconds = {}
+    seconds = {"epoch": epoch_seconds(trainer)}
     for name, solver_cfg in candidate_solvers(cfg).items():
         l2 = float(c.study_l2) if name == "study" else None
         scores, secs = score_with(trainer, model, solver_cfg, out_dir / "scores" / name, batch_size, l2)
@@ -115,6 +124,9 @@ def compute_candidates(cfg: DictConfig, out_dir: Path) -> tuple[pd.DataFrame, di
         frame["tracin"] = tracin.table().set_index("sample_index")["tracin"]
         seconds["tracin"] = tracin.seconds
     featurize_scored_model(cfg, out_dir, model, trainer)  # TRAK's M = 1 files while the model is in memory
+    if dynamics is not None:
+        columns, dynamics_seconds = dynamics_candidates(dynamics, int(c.get("el2n_epoch", 1)), out_dir)
+        frame, seconds = frame.join(columns), {**seconds, **dynamics_seconds}
     return frame.reset_index(drop=True), seconds, predictions
 
 

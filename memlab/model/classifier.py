@@ -61,7 +61,8 @@ class ClassifierModule(L.LightningModule):
             return self.net(**features, first_token_only=True)
         return self.net(**features)
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to minimise, the logits it came from)."""
         logits = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])
         on_step = stage == "train"
@@ -73,7 +74,7 @@ class ClassifierModule(L.LightningModule):
             penalty = self.l2_penalty()
             self.log("train/l2_penalty", penalty, on_step=False, on_epoch=True, batch_size=len(logits))
             loss = loss + penalty
-        return loss
+        return loss, logits
 
     def on_train_start(self) -> None:
         # Lightning keeps each submodule's mode, and a module made with from_pretrained starts in eval
@@ -82,10 +83,11 @@ class ClassifierModule(L.LightningModule):
         self.net.train()
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
+        loss, logits = self._step(batch, "train")
         if not torch.isfinite(loss):
             raise self.diverged(f"the training loss is {loss.item()}")
-        return loss
+        # the logits reach callbacks' on_train_batch_end (training dynamics: no second forward)
+        return {"loss": loss, "logits": logits.detach()}
 
     def on_train_end(self) -> None:
         # the last step's update can leave NaN weights behind a finite loss; scoring must not start on them

@@ -1,7 +1,7 @@
 """The label-error benchmark: flip a seeded fraction of the training labels, then ask how well each
-score finds the flipped instances (AUROC, average precision, precision at the noise rate), side by
-side with cleanlab's label-quality scores. Pure numpy / pandas; scikit-learn and cleanlab are
-imported where they are used.
+score finds the flipped instances (AUROC, average precision, precision at the noise rate; the cost in
+training epochs), side by side with cleanlab's label-quality scores. Pure numpy / pandas; scikit-learn
+and cleanlab are imported where they are used.
 
     flips = choose_label_flips(  # memlab.data.label_flipssample_index, labels, fraction=0.1, seed=0, num_classes=2)
     table = detection_table(candidates, flips["sample_index"], seconds)
@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .validation import cost_columns
 
 
 def precision_at_k(suspicion: np.ndarray, is_noisy: np.ndarray, k: int) -> float:
@@ -38,11 +40,11 @@ def detection_metrics(suspicion, is_noisy) -> dict[str, float]:
 
 
 def detection_table(candidates: pd.DataFrame, flipped: Sequence[int], seconds: Mapping[str, float]) -> pd.DataFrame:
-    """``score,auroc,average_precision,precision_at_noise,seconds``: one row per column of
-    ``candidates`` (``sample_index`` + one column per score), best AUROC first."""
+    """``score,auroc,average_precision,precision_at_noise,seconds,cost_epochs``: one row per column of
+    ``candidates`` (``sample_index`` + one column per score), best AUROC first; ``cost_epochs`` is
+    ``seconds`` over ``seconds["epoch"]``, the scored model's mean training-epoch seconds."""
     is_noisy = candidates["sample_index"].isin(set(int(i) for i in flipped)).to_numpy()
-    rows = [{"score": name, **detection_metrics(candidates[name].to_numpy(), is_noisy),
-             "seconds": float(seconds.get(name, float("nan")))}
+    rows = [{"score": name, **detection_metrics(candidates[name].to_numpy(), is_noisy), **cost_columns(name, seconds)}
             for name in candidates.columns if name != "sample_index"]
     return pd.DataFrame(rows).sort_values("auroc", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -3,13 +3,15 @@ Feldman-Zhang reference, over all instances and over the candidate's own top 10%
 ceiling the reference's reliability allows (:func:`memlab.studies.feldman_zhang.attenuation_ceiling`),
 and the share of the reference's top 10% that the candidate's top 10% recovers — with, when a ``loss``
 candidate is there, the difference to the loss and its 95% interval from a paired bootstrap over
-instances (is the score more than the loss?). Each Spearman carries its 95% bootstrap interval over
+instances (is the score more than the loss?), and what each costs: ``seconds`` beyond the training run and
+``cost_epochs``, those seconds in units of the scored model's mean training epoch (``seconds["epoch"]``).
+Each Spearman carries its 95% bootstrap interval over
 instances, and :func:`spearman_intervals` also gives each candidate's paired-bootstrap difference to the
 best one (is it tied with the leader within noise?). Pure pandas (its figures: :mod:`memlab.report.study_figures`).
 
-    table = validation_table(candidates, fz_scores, ceiling)
+    table = validation_table(candidates, fz_scores, ceiling, seconds=seconds)
     # score,spearman_vs_fz,spearman_ci_low,spearman_ci_high,spearman_vs_fz_top10,ceiling,fz_top10_recovered,
-    # recovered_vs_loss,ci_low,ci_high
+    # recovered_vs_loss,ci_low,ci_high,seconds,cost_epochs
     spearman_intervals(candidates, fz_scores)  # + diff_vs_best, diff_ci_low, diff_ci_high
 
 The bootstrap ranks once: a resample's Spearman is the Pearson correlation of the full-sample ranks
@@ -20,6 +22,7 @@ products (10k instances x 25 candidates x 200 resamples: well under a second).
 from __future__ import annotations
 
 import warnings
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,8 @@ from .feldman_zhang import spearman_against
 from .ranking import top_count
 
 COLUMNS = ["score", "spearman_vs_fz", "spearman_ci_low", "spearman_ci_high", "spearman_vs_fz_top10", "ceiling",
-           "fz_top10_recovered", "recovered_vs_loss", "ci_low", "ci_high"]
+           "fz_top10_recovered", "recovered_vs_loss", "ci_low", "ci_high",
+           "seconds", "cost_epochs"]
 BASELINE = "loss"  # the score a memorization score has to beat
 
 
@@ -37,9 +41,10 @@ def score_columns(candidates: pd.DataFrame) -> list[str]:
 
 
 def validation_table(candidates: pd.DataFrame, fz: pd.DataFrame, ceiling: float, top_pct: float = 10,
-                     resamples: int = 200, seed: int = 0) -> pd.DataFrame:
+                     resamples: int = 200, seed: int = 0, seconds: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per candidate (a column of ``candidates`` beside ``sample_index``; higher = more
-    memorized), in the candidates' order."""
+    memorized), in the candidates' order; ``seconds``: each candidate's cost and ``"epoch"``
+    (:func:`cost_columns`)."""
     names = score_columns(candidates)
     recovered = recovery_vs_baseline(candidates, fz, top_pct, resamples, seed)
     intervals = spearman_intervals(candidates, fz, resamples, seed).set_index("score")
@@ -49,7 +54,8 @@ def validation_table(candidates: pd.DataFrame, fz: pd.DataFrame, ceiling: float,
         rows.append({"score": name, "spearman_vs_fz": rho["overall"],
                      "spearman_ci_low": intervals.loc[name, "spearman_ci_low"],
                      "spearman_ci_high": intervals.loc[name, "spearman_ci_high"], "spearman_vs_fz_top10": rho["top"],
-                     "ceiling": float(ceiling), **recovered[name]})
+                     "ceiling": float(ceiling), **recovered[name],
+                     **cost_columns(name, seconds or {})})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -178,3 +184,10 @@ def spearman_intervals(candidates: pd.DataFrame, fz: pd.DataFrame, resamples: in
     return pd.DataFrame({"score": names, "spearman": point, "spearman_ci_low": low, "spearman_ci_high": high,
                          "diff_vs_best": diff, "diff_ci_low": diff_low, "diff_ci_high": diff_high},
                         columns=INTERVAL_COLUMNS)
+
+
+def cost_columns(name: str, seconds: Mapping[str, float]) -> dict[str, float]:
+    """``seconds`` (the score's cost beyond the training run) and ``cost_epochs`` (the same in units of
+    the scored model's mean training-epoch seconds, ``seconds["epoch"]``); NaN where not measured."""
+    own, epoch = float(seconds.get(name, np.nan)), float(seconds.get("epoch", np.nan))
+    return {"seconds": own, "cost_epochs": own / epoch if epoch > 0 else float("nan")}

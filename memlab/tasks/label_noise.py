@@ -4,12 +4,13 @@
     python -m memlab experiment=sst2_label_noise [data.source=local data.dir=DIR model=minilm] [noise.fraction=0.1]
 
 Writes ``flipped_labels.csv`` (which ones, from what to what), ``label_noise.csv``
-(``score,auroc,average_precision,precision_at_noise,seconds``, best AUROC first), ``label_noise_pr.png``
+(``score,auroc,average_precision,precision_at_noise,seconds,cost_epochs``, best AUROC first), ``label_noise_pr.png``
 (precision-recall curves) and ``scores.csv`` (every score and ``flipped`` per instance). cleanlab runs its
 documented way, ``cleanlab.rank.get_label_quality_scores`` on out-of-sample probabilities from
 ``cleanlab.folds``-fold cross-validation with the same recipe (``cleanlab_cv``; its seconds include the
 fold trainings), and on the scored model's in-sample probabilities (``cleanlab_in_sample``, which ranks
-like 1-P(y|x)). ``seconds`` is each score's cost beyond the one training run all the others share.
+like 1-P(y|x)). ``seconds`` is each score's cost beyond the one training run all the others share; ``cost_epochs`` the
+same in units of the scored model's mean training epoch.
 """
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def run(cfg: DictConfig) -> dict:
     metrics = {"noise/fraction": float(cfg.noise.fraction), "noise/flipped": len(flips)}
     for row in table.itertuples():
         metrics.update({f"label_noise/{row.score}/auroc": row.auroc, f"label_noise/{row.score}/ap": row.average_precision,
-                        f"label_noise/{row.score}/seconds": row.seconds})
+                        f"label_noise/{row.score}/seconds": row.seconds,
+                        f"label_noise/{row.score}/cost_epochs": row.cost_epochs})
     log.info("finding %d flipped labels:\n%s", len(flips), table.round(3).to_string(index=False))
     return update_json(out / "metrics.json", metrics)

@@ -5,7 +5,9 @@
 Reuses (or trains) the FZ subset models (:mod:`memlab.tasks.fz`) and the scored model with
 its candidate scores (:mod:`memlab.jobs.candidate_scores`), then writes ``validation.csv``
 (``score,spearman_vs_fz,spearman_ci_low,spearman_ci_high,spearman_vs_fz_top10,ceiling,fz_top10_recovered,
-recovered_vs_loss,ci_low,ci_high``: :mod:`memlab.studies.validation`), ``validation.png`` (the table as bars),
+recovered_vs_loss,ci_low,ci_high,seconds,cost_epochs``: :mod:`memlab.studies.validation`; ``cost_epochs`` is a
+score's cost beyond the training run in units of the scored model's mean training epoch, measured in the
+same run), ``validation.png`` (the table as bars),
 ``validation_by_percentile.png`` (mean FZ memorization per percentile of each score),
 ``spearman_intervals.csv`` (each Spearman's interval and its paired-bootstrap difference to the best
 candidate, for ``python -m memlab.report estimators``), ``scores.csv`` (every candidate beside the
@@ -39,9 +41,9 @@ def run(cfg: DictConfig) -> dict:
     """Task ``validate``: validation.csv and its figures; returns the metrics written to metrics.json."""
     out = Path(cfg.paths.output_dir)
     fz_table, metrics = write_fz_reference(cfg, out)
-    candidates, _, _ = candidate_scores(cfg)
+    candidates, seconds, _ = candidate_scores(cfg)
     ceiling = attenuation_ceiling(metrics["fz_reliability"])
-    table = validation_table(candidates, fz_table, ceiling)
+    table = validation_table(candidates, fz_table, ceiling, seconds=seconds)
     atomic_write_csv(table, out / "validation.csv")
     atomic_write_csv(spearman_intervals(candidates, fz_table), out / "spearman_intervals.csv")  # small: archived
     atomic_write_csv(candidates.merge(fz_table, on="sample_index"), out / "scores.csv")
@@ -53,6 +55,7 @@ def run(cfg: DictConfig) -> dict:
         metrics[f"validate/{row.score}"] = row.spearman_vs_fz
         metrics[f"validate/{row.score}/top10"] = row.spearman_vs_fz_top10
         metrics[f"validate/{row.score}/fz_top10_recovered"] = row.fz_top10_recovered
+        metrics[f"validate/{row.score}/cost_epochs"] = row.cost_epochs
     metrics.update(write_trak_ablation(cfg, fz_table, out))
     log.info("validation against Feldman-Zhang (ceiling %.3f):\n%s", ceiling, table.round(3).to_string(index=False))
     return update_json(out / "metrics.json", metrics)

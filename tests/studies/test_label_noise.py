@@ -51,10 +51,11 @@ def test_detection_metrics_of_perfect_inverted_and_random_scores():
 
 def test_detection_table_ranks_scores_with_their_seconds():
     scores = pd.DataFrame({"sample_index": [10, 11, 12, 13], "good": [0.9, 0.1, 0.8, 0.2], "bad": [0.1, 0.9, 0.2, 0.8]})
-    table = detection_table(scores, flipped=[10, 12], seconds={"good": 1.5})
-    assert list(table.columns) == ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
+    table = detection_table(scores, flipped=[10, 12], seconds={"good": 1.5, "epoch": 6.0})
+    assert list(table.columns) == ["score", "auroc", "average_precision", "precision_at_noise", "seconds", "cost_epochs"]
     assert table["score"].tolist() == ["good", "bad"] and table["auroc"].tolist() == [1.0, 0.0]
     assert table["seconds"].iloc[0] == 1.5 and np.isnan(table["seconds"].iloc[1])
+    assert table["cost_epochs"].iloc[0] == 0.25 and np.isnan(table["cost_epochs"].iloc[1])  # 1.5 s / 6 s
 
 
 def test_stratified_folds_and_cleanlab_scores():

@@ -103,3 +103,12 @@ def test_the_paired_difference_to_the_best_ties_close_candidates_and_not_distant
     # paired: the difference's interval is far narrower than either marginal interval
     width = table.loc[other, "diff_ci_high"] - table.loc[other, "diff_ci_low"]
     assert width < 0.2 * (table.loc[other, "spearman_ci_high"] - table.loc[other, "spearman_ci_low"])
+
+
+def test_the_cost_column_counts_seconds_in_training_epochs():
+    candidates, fz = _data(n=50)
+    table = validation_table(candidates, fz, ceiling=0.9, seconds={"loss": 3.0, "perfect": 30.0, "epoch": 12.0})
+    cost = table.set_index("score")[["seconds", "cost_epochs"]]
+    assert cost.loc["loss"].tolist() == [3.0, 0.25] and cost.loc["perfect"].tolist() == [30.0, 2.5]
+    unmeasured = validation_table(candidates, fz, ceiling=0.9, seconds={"loss": 3.0})  # no epoch time: NaN
+    assert unmeasured["cost_epochs"].isna().all() and unmeasured["seconds"].iloc[0] == 3.0

@@ -13,11 +13,12 @@ import torch
 from memlab.tasks.runner import run
 
 VALIDATION_COLUMNS = ["score", "spearman_vs_fz", "spearman_ci_low", "spearman_ci_high", "spearman_vs_fz_top10", "ceiling", "fz_top10_recovered",
-                      "recovered_vs_loss", "ci_low", "ci_high"]
-LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds"]
+                      "recovered_vs_loss", "ci_low", "ci_high", "seconds", "cost_epochs"]
+LABEL_NOISE_COLUMNS = ["score", "auroc", "average_precision", "precision_at_noise", "seconds", "cost_epochs"]
+DYNAMICS = ["forgetting", "aum", "el2n@epoch1", "learning_time", "1-cum_correct", "mean_train_loss"]
 CANDIDATES = ["loss", "1-P(y|x)", "grad_norm"] + [f"{s}@damping_rel={r}" for r in ("0.001", "0.1", "10")
                                                    for s in ("mem_score", "loo_score")] \
-    + ["mem_score@study(damping=50+L2)", "tracin", "trak", "trak_loo", "trak@M=2", "trak_loo@M=2"]
+    + ["mem_score@study(damping=50+L2)", "tracin"] + DYNAMICS + ["trak", "trak_loo", "trak@M=2", "trak_loo@M=2"]
 
 
 def _first_epoch_order(datamodule) -> list[int]:
@@ -85,8 +86,17 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     metrics = run(cfg)
     table = pd.read_csv(tmp_path / "validation.csv")
     assert list(table.columns) == VALIDATION_COLUMNS and table["score"].tolist() == CANDIDATES
-    rho = table[["spearman_vs_fz", "spearman_vs_fz_top10"]].to_numpy()
-    assert np.isfinite(rho).all() and (np.abs(rho) <= 1).all()
+    rho = table.set_index("score")[["spearman_vs_fz", "spearman_vs_fz_top10"]]
+    assert np.isfinite(rho["spearman_vs_fz"]).all() and (rho.abs().fillna(0) <= 1).all().all()  # no score is constant
+    # within a score's own top 10% (10 instances after 2 epochs) a count can be constant: NaN, not an error
+    counts = ["forgetting", "learning_time", "1-cum_correct"]
+    assert np.isfinite(rho.drop(index=counts)["spearman_vs_fz_top10"]).all()
+    cost = table.set_index("score")[["seconds", "cost_epochs"]]
+    assert np.isfinite(cost.to_numpy()).all() and (cost.to_numpy() > 0).all()
+    epoch = json.loads(next((tmp_path / "cache" / "candidates").glob("*/seconds.json")).read_text())["epoch"]
+    np.testing.assert_allclose(cost["cost_epochs"], cost["seconds"] / epoch)
+    assert cost.loc[DYNAMICS, "seconds"].nunique() == 1  # one recording callback for all six
+    assert metrics["validate/forgetting/cost_epochs"] == pytest.approx(cost.loc["forgetting", "cost_epochs"])
     assert (table["spearman_ci_low"] <= table["spearman_ci_high"]).all() and table["spearman_ci_high"].le(1).all()
     intervals = pd.read_csv(tmp_path / "spearman_intervals.csv").set_index("score")
     assert intervals.loc[CANDIDATES, "spearman"].to_numpy() == pytest.approx(table["spearman_vs_fz"].to_numpy())
@@ -109,8 +119,9 @@ def test_validate_experiment_writes_its_table(tiny_cfg, tmp_path):
     assert metrics["validate/trak_ablation/proj_dim=64,damping_rel=0.001"] == pytest.approx(metrics["validate/trak"])
     cached = [f for pattern in ("*.npz", "candidates.csv", "ablation_*.csv")
               for f in sorted((tmp_path / "cache").rglob(pattern))]
-    # FZ models, the scored model's predictions, TRAK's two models, the candidates, TRAK's ablation
-    assert len(cached) == 4 + 1 + 2 + 1 + 1
+    # FZ models, the scored model's predictions and training dynamics, TRAK's two models, the candidates,
+    # TRAK's ablation
+    assert len(cached) == 4 + 1 + 1 + 2 + 1 + 1
     stamps = [f.stat().st_mtime_ns for f in cached]
     run(cfg)  # a second run trains nothing
     assert [f.stat().st_mtime_ns for f in cached] == stamps
@@ -125,6 +136,7 @@ def test_label_noise_experiment_writes_its_table(tiny_cfg, tmp_path):
     assert list(table.columns) == LABEL_NOISE_COLUMNS
     assert sorted(table["score"]) == sorted(CANDIDATES + ["cleanlab_cv5", "cleanlab_in_sample"])
     assert table["auroc"].between(0, 1).all() and table["auroc"].is_monotonic_decreasing
+    assert np.isfinite(table["cost_epochs"]).all() and (table["cost_epochs"] > 0).all()
     seconds = table.set_index("score")["seconds"]
     assert (seconds > 0).all() and seconds["cleanlab_cv5"] > seconds["mem_score@damping_rel=0.1"] > seconds["loss"]
     assert len(list((tmp_path / "cache" / "cleanlab").rglob("fold-*.npz"))) == 5

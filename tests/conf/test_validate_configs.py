@@ -1,0 +1,28 @@
+"""The validate experiments reuse the Feldman-Zhang models their fz experiment trains: the same
+models folder (data, model, recipe, epochs, fz subset settings), for the text study and the image
+stand-in."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import CONF, compose
+
+
+@pytest.mark.parametrize("setup, models", [("sst2", None), ("fashion_mnist", 256)])
+def test_validate_reuses_the_fz_experiments_models(setup, models, tmp_path):
+    from memlab.tasks.fz import fz_models_dir
+
+    assert (CONF / "experiment" / f"{setup}_validate.yaml").is_file()
+    fz_overrides = [f"fz.models={models}"] if models else []
+    fz = compose([f"experiment={setup}_fz", *fz_overrides], tmp_path)
+    validate = compose([f"experiment={setup}_validate"], tmp_path)
+    assert validate.task == "validate" and validate.candidates.dynamics and validate.candidates.el2n_epoch == 1
+    assert fz_models_dir(validate) == fz_models_dir(fz)
+    assert int(validate.fz.models) == int(fz.fz.models)
+    assert fz_models_dir(compose([f"experiment={setup}_validate", "trainer.max_epochs=1"], tmp_path)) != fz_models_dir(fz)
+
+
+def test_fashion_mnist_label_noise_composes_with_its_noise():
+    cfg = compose(["experiment=fashion_mnist_label_noise"])
+    assert cfg.task == "label_noise" and cfg.data.label_noise == cfg.noise.fraction == 0.1
+    assert cfg.task_name == "fashion_mnist_label_noise"
