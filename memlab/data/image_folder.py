@@ -67,7 +67,7 @@ class ImageFolderDataModule(ImageFeatureDataModule):
         Others: as :class:`ImageFeatureDataModule`.
     """
 
-    def __init__(self, path: str | os.PathLike | None, backbone: str = "resnet50",
+    def __init__(self, path: str | os.PathLike | None, source: str = "image_folder", backbone: str = "resnet50",
                  backbone_weights: str | os.PathLike | None = None, image_size: int | None = None,
                  split_from_train: bool = True, val_size: float = 0.1, test_size: float = 0.1,
                  class_names: list[str] | None = None, num_classes: int | None = None,
@@ -75,6 +75,8 @@ class ImageFolderDataModule(ImageFeatureDataModule):
                  batch_size: int = 32, eval_batch_size: int = 256, exclude=None,
                  cache_dir: str | os.PathLike | None = None, feature_dtype: str = "float16",
                  extract_batch_size: int = 64, device: str = "auto", num_workers: int = 0):
+        if source != "image_folder":
+            raise DataError(f"data.source={source!r} is not allowed here; allowed: image_folder")
         if not path:
             raise DataError("data=image_folder needs data.path=DIR (a folder with train/<class>/<pictures>)")
         for key, fraction in (("val_size", val_size), ("test_size", test_size)):
@@ -132,8 +134,7 @@ class ImageFolderDataModule(ImageFeatureDataModule):
         return self.source.files("train")
 
     def describe(self, example: dict) -> str:
-        """The class and the picture's file (train rows, as scores.csv lists them)."""
+        """The picture's file, e.g. ``train/cat/0042.png`` (train rows, as scores.csv lists them)."""
         index = int(example["sample_index"])
         files = self.train_files
-        name = self.class_names[int(example["labels"])]
-        return f"{name} {files[index]}" if 0 <= index < len(files) else f"{name} #{index}"
+        return files[index] if 0 <= index < len(files) else super().describe(example)
