@@ -2,8 +2,8 @@
 
 The architecture comes from ``torchvision.models.get_model(NAME, weights=None)``; its weights from a
 ``torch.save``-d state_dict file (``data.backbone_weights=FILE``, loaded strictly, offline) or, without
-a file, torchvision's ``DEFAULT`` weights from the hub. The grid is the tensor fed to the model's first
-spatial pooling (ResNet: ``layer4``; EfficientNet, MobileNet, ConvNeXt, VGG: ``features``; DenseNet:
+a file, torchvision's ``DEFAULT`` weights from the hub. The grid is the tensor fed to the model's last
+spatial pooling (the one before its classifier) (ResNet: ``layer4``; EfficientNet, MobileNet, ConvNeXt, VGG: ``features``; DenseNet:
 its final ReLU; RegNet: ``trunk_output``; ShuffleNet/MNASNet: the input of ``mean([2, 3])``), found
 by tracing the model with torch.fx, so no per-family table is needed. Its channel count is found by
 one forward pass of a dummy picture (:func:`probe_channels`). Input: the weights' own size and
@@ -26,7 +26,7 @@ from memlab.utils.fingerprint import file_sha1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = 224
-# Ops that average away the spatial dims: the grid is what goes into the first of them.
+# Ops that average away the spatial dims: the grid is what goes into the last of them.
 POOL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 POOL_FUNCTIONS = ("adaptive_avg_pool2d", "adaptive_max_pool2d")
 SPATIAL_DIMS = ({2, 3}, {-2, -1})
@@ -128,7 +128,7 @@ def build_network(name: str, weights_file: str | os.PathLike | None) -> nn.Modul
                         f"offline ({type(err).__name__}); pass data.backbone_weights=FILE (a saved state_dict)") from None
 
 
-def _is_spatial_pool(node, modules: dict[str, nn.Module], qualname: str | None) -> bool:
+def _is_spatial_pool(node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return isinstance(modules.get(node.target), POOL_MODULES)
     if node.op == "call_function":
@@ -139,34 +139,40 @@ def _is_spatial_pool(node, modules: dict[str, nn.Module], qualname: str | None) 
     return False
 
 
-def grid_node(net: nn.Module, name: str) -> str:
-    """The fx node name whose output is the grid: the input of the first spatial pooling."""
+def _traced_grid(net: nn.Module, name: str):
+    """(fx graph of ``net`` in eval mode, the node whose output is the grid, the tracer)."""
     from torchvision.models.feature_extraction import NodePathTracer
 
     tracer = NodePathTracer()
     graph = tracer.trace(net.eval())
     modules = dict(net.named_modules())
-    for node in graph.nodes:
-        if _is_spatial_pool(node, modules, tracer.node_to_qualname.get(node)):
-            source = node.args[0]
-            if source.op == "placeholder":
-                break
-            return tracer.node_to_qualname[source]
+    pools = [node for node in graph.nodes if _is_spatial_pool(node, modules)]
+    if pools and pools[-1].args[0].op != "placeholder":
+        return graph, pools[-1].args[0], tracer
     raise DataError(f"data.backbone={name} has no spatial pooling before its classifier, so no grid of features; "
                     f"use a convolutional model (resnet*, efficientnet_*, convnext_*, mobilenet_*, densenet*, regnet_*)")
 
 
-class GridTrunk(nn.Module):
-    """``[B, 3, H, W]`` -> the grid ``[B, C, h, w]`` of a torchvision classifier."""
+def grid_node(net: nn.Module, name: str) -> str:
+    """The module path of the node whose output is the grid: the input of the last spatial pooling (the
+    one before the classifier; squeeze-excitation blocks pool inside the trunk too)."""
+    _, node, tracer = _traced_grid(net, name)
+    return tracer.node_to_qualname[node]
 
-    def __init__(self, net: nn.Module, name: str):
-        super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor
 
-        self.body = create_feature_extractor(net.eval(), return_nodes={grid_node(net, name): "grid"})
+def GridTrunk(net: nn.Module, name: str) -> nn.Module:
+    """``[B, 3, H, W]`` -> the grid ``[B, C, h, w]`` of a torchvision classifier: its traced graph cut
+    after the grid node (pooling and classifier dropped)."""
+    import torch.fx
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)["grid"]
+    graph, node, _ = _traced_grid(net, name)
+    output = next(n for n in graph.nodes if n.op == "output")
+    output.args = (node,)
+    trunk = torch.fx.GraphModule(net, graph, class_name=f"{type(net).__name__}Grid")
+    trunk.graph.eliminate_dead_code()
+    trunk.delete_all_unused_submodules()  # the pooling and the classifier go
+    trunk.recompile()
+    return trunk
 
 
 def grid_trunk(name: str, weights_file: str | os.PathLike | None) -> GridTrunk:
