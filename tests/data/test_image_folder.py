@@ -163,3 +163,12 @@ def test_a_state_dict_of_another_model_is_one_line(folder, tmp_path):
     with pytest.raises(DataError, match=r"\d+ missing and 0 unexpected keys") as err:
         dm.setup("fit")
     assert "\n" not in str(err.value)
+
+
+def test_image_setup_only_under_generic_studies_and_never_over_an_explicit_one():
+    assert with_data_setup(["experiment=removal", "data=image_folder", "-m"]) == \
+        ["experiment=removal", "data=image_folder", "setup=image_folder", "-m"]  # before a trailing flag
+    for unchanged in (["experiment=smoke_image", "data=image_folder"],      # not a generic study
+                      ["experiment=memorization", "data=image_folder", "setup=cifar10"],  # explicit wins
+                      ["experiment=memorization", "data=custom"]):
+        assert with_data_setup(unchanged) == unchanged
