@@ -1,6 +1,7 @@
 """Entry point: ``python -m memlab experiment=smoke`` (any Hydra overrides; ``-m`` for sweeps;
 ``--help`` for memlab's page, :mod:`memlab.help`; ``--hydra-help`` for Hydra's).
 
+``data=image_folder`` under a generic study adds ``setup=image_folder`` (:mod:`memlab.config_overrides`).
 The job is :func:`memlab.tasks.runner.main`: memlab's own errors (config, data, model loading) print one
 line to stderr and exit 1; ``HYDRA_FULL_ERROR=1`` or ``-v`` shows the traceback. A sweep with
 failed jobs exits 1 after its reports are written.
@@ -12,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from memlab.config_dir import config_dir
+from memlab.config_overrides import with_data_setup
 from memlab.help import help_text, wants_help
 
 VERBOSE_FLAGS = ("-v", "--verbose")
@@ -31,6 +33,7 @@ def cli() -> None:
     if any(a in VERBOSE_FLAGS for a in sys.argv[1:]):  # ours, not Hydra's: show tracebacks
         sys.argv = [a for a in sys.argv if a not in VERBOSE_FLAGS]
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [sys.argv[0], *with_data_setup(sys.argv[1:])]  # data=image_folder: its own setup
     main()
     from memlab.jobs.failed_jobs import FAILED_IN_SWEEPS
 

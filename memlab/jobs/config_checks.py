@@ -158,6 +158,8 @@ def check_sources(cfg: DictConfig) -> None:
             needs += check_text_data(data)
         elif target.endswith("ImageFeatureDataModule"):
             needs += check_image_data(data)
+        elif target.endswith("ImageFolderDataModule"):
+            needs += check_image_folder_data(data)
     model = cfg.get("model")
     if model is not None and model.get("pretrained"):
         needs += check_pretrained(str(model.pretrained))
@@ -207,11 +209,10 @@ def check_custom_path(path: str | None) -> list[tuple[str, str]]:
 
 def check_image_data(data: DictConfig) -> list[tuple[str, str]]:
     from ..data.image_sources import open_source
-    from ..data.backbones import BACKBONES
 
     source = data.get("source")
     one_of("data.source", source, IMAGE_SOURCES)
-    one_of("data.backbone", data.get("backbone"), BACKBONES)
+    check_backbone_name(data)
     needs = []
     if source in ("local", "fashion_mnist"):
         open_source(source, data.get("dir"), image_size=data.get("image_size"))  # checks the files are there
@@ -221,9 +222,41 @@ def check_image_data(data: DictConfig) -> list[tuple[str, str]]:
         downloaded = data.get("dir") and (Path(data.dir).expanduser() / CIFAR10.base_folder).is_dir()
         if not downloaded and not reachable(CIFAR10.url):
             needs.append(("data.source=hub (CIFAR-10)", "data.source=local data.dir=DIR (or data=fashion_mnist)"))
-    if data.get("backbone") == "resnet50" and not resnet50_weights_cached() and not reachable("https://download.pytorch.org"):
-        needs.append(("data.backbone=resnet50 (ImageNet weights)", "data.backbone=efficientnet_lite0"))
-    return needs
+    return needs + backbone_weights_needs(data, "data.backbone=efficientnet_lite0")
+
+
+def check_image_folder_data(data: DictConfig) -> list[tuple[str, str]]:
+    """``data=image_folder``: the folder first (layout, class folders, every picture's header), then the
+    backbone (a known name, its weights file, or torchvision's weights cached or downloadable)."""
+    from ..data.image_folder_source import check_image_folder
+
+    check_image_folder(data.get("path"))
+    check_backbone_name(data)
+    return backbone_weights_needs(data, "data.backbone_weights=FILE (a state_dict saved by torch.save)")
+
+
+def check_backbone_name(data: DictConfig) -> None:
+    """memlab's own backbones or a torchvision classification model; a weights file must exist."""
+    from ..data.backbones import BACKBONES, uses_torchvision_loader
+
+    backbone, weights = data.get("backbone"), data.get("backbone_weights")
+    if backbone in BACKBONES and not uses_torchvision_loader(str(backbone), weights):
+        return
+    from ..data.torchvision_backbone import check_model_name, weights_file_fingerprint
+
+    check_model_name(str(backbone))
+    if weights is not None:
+        weights_file_fingerprint(weights)  # the file exists
+
+
+def backbone_weights_needs(data: DictConfig, fix: str) -> list[tuple[str, str]]:
+    """The backbone's weights when neither a file nor cached: a download, or ``fix``."""
+    backbone = data.get("backbone")
+    if data.get("backbone_weights") is not None or backbone in ("random", "efficientnet_lite0"):
+        return []
+    if torchvision_weights_cached(str(backbone)) or reachable("https://download.pytorch.org"):
+        return []
+    return [(f"data.backbone={backbone} (ImageNet weights)", fix)]
 
 
 def check_pretrained(name: str) -> list[tuple[str, str]]:
@@ -301,13 +334,23 @@ def hub_dataset_cached(repo_id: str) -> bool:
         (home / repo_id.replace("/", "___")).is_dir()
 
 
-def resnet50_weights_cached() -> bool:
+def torchvision_weights_cached(backbone: str) -> bool:
+    """Whether the weights ``data.backbone`` loads without a file are in torch's hub cache."""
     import torch
-    from torchvision.models import ResNet50_Weights
 
-    from ..data.backbones import PRETRAINED_WEIGHTS
+    if backbone == "resnet50":  # memlab's ResNet-50 pins the weights the study used
+        from torchvision.models import ResNet50_Weights
 
-    url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
+        from ..data.backbones import PRETRAINED_WEIGHTS
+
+        url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
+    else:
+        from ..data.torchvision_backbone import default_weights
+
+        weights = default_weights(backbone)
+        if weights is None:
+            return False
+        url = weights.url
     return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
 
 

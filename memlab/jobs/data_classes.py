@@ -1,4 +1,5 @@
-"""The classes of ``data=custom``, read from the data before anything is built: the model's head
+"""The classes of ``data=custom`` and ``data=image_folder``, read from the data before anything is built
+(and, for image_folder, the backbone's feature channels, which size the MLP's input): the model's head
 (``model.num_classes: ${data.num_classes}``), scores.csv, metrics.json and the W&B config then all
 see the data set's own class names. Reading the data here is also its check: a missing column, an
 unknown label or an unreadable file stops the job in seconds, before any model loads.
@@ -25,6 +26,8 @@ def resolve_data_classes(cfg: DictConfig) -> None:
     """Fill ``cfg.data.num_classes`` and ``cfg.data.class_names`` from a custom data set (in place);
     nothing to do for other data or when both are already set."""
     data = cfg.get("data")
+    if data is not None and data.get("source") == "image_folder":
+        return resolve_image_folder(cfg)
     if data is None or data.get("source") != "custom":
         return
     if data.get("num_classes") is not None and data.get("class_names") is not None:
@@ -32,6 +35,10 @@ def resolve_data_classes(cfg: DictConfig) -> None:
     from ..data.custom_source import read_custom
 
     _, names = read_custom(**custom_reader_args(data))
+    set_classes(cfg, names)
+
+
+def set_classes(cfg: DictConfig, names) -> None:
     with open_dict(cfg):
         cfg.data.class_names = list(names)
         cfg.data.num_classes = len(names)
@@ -40,3 +47,29 @@ def resolve_data_classes(cfg: DictConfig) -> None:
         for node in (model, (model or {}).get("net")):
             if node is not None and "num_classes" in node and node.get("num_classes") is None:
                 node.num_classes = len(names)
+
+
+def resolve_image_folder(cfg: DictConfig) -> None:
+    """``data=image_folder``: the class names from the folder (checked: layout and every picture's header)
+    and ``data.feature_channels`` from the backbone (one dummy forward pass), unless given."""
+    from ..data.backbones import uses_torchvision_loader
+    from ..data.image import NATURAL_CHANNELS, RANDOM_DEFAULT_CHANNELS
+    from ..data.image_folder import default_image_size
+    from ..data.image_folder_source import check_image_folder
+    from ..data.torchvision_backbone import probe_channels
+
+    data = cfg.data
+    names = check_image_folder(data.get("path"))
+    if data.get("class_names") is None or data.get("num_classes") is None:
+        set_classes(cfg, names)
+    if data.get("feature_channels") is None:
+        backbone, weights = str(data.get("backbone")), data.get("backbone_weights")
+        if uses_torchvision_loader(backbone, weights):
+            channels = probe_channels(backbone, int(data.get("image_size") or default_image_size(backbone)))
+        else:
+            channels = NATURAL_CHANNELS.get(backbone, RANDOM_DEFAULT_CHANNELS)
+        with open_dict(cfg):
+            cfg.data.feature_channels = channels
+            net = (cfg.get("model") or {}).get("net")
+            if net is not None and "in_channels" in net and net.get("in_channels") is None:
+                net.in_channels = channels

@@ -2,7 +2,8 @@
 whose scoring callback writes ``scores.csv``, computed once and cached under
 ``paths.cache_dir/rankings/<key>`` for every removal job, study and later sweep that needs it.
 
-The key holds everything that makes the scores (data, and a data=custom folder's files; model and the
+The key holds everything that makes the scores (data, and a data=custom or image_folder folder's files,
+a backbone weights file's bytes; model and the
 fingerprint of its pretrained files, trainer settings, solver, scoring batches, ranking seed), not the
 training seed or the removal settings. Every entry records its key, row count and file hash in ``ranking.json``, checked
 on read: a bad entry is recomputed after one warning that names it. Concurrent jobs wait on a lock.
@@ -43,8 +44,10 @@ def ranking_key(cfg: DictConfig, keys=RANKING_KEYS) -> str:
     part["model"].get("net", {}).pop("seed", None)
     part["weights"] = pretrained_fingerprint(container["model"].get("pretrained"))  # a folder's files, not its name
     files = data_files_fingerprint(container["data"])
-    if files:  # only data=custom folders: every other configuration keeps its key
+    if files:  # only data=custom and image_folder folders: every other configuration keeps its key
         part["data_files"] = files
+    if container["data"].get("backbone_weights"):  # the file's bytes, not its name (only when set)
+        part["backbone_weights"] = file_sha1(Path(container["data"]["backbone_weights"]).expanduser())
     part["trainer"] = {k: v for k, v in container["trainer"].items() if k not in COSMETIC_TRAINER_KEYS}
     part["ranking_seed"] = container["removal"]["ranking_seed"] if "solver" in keys else None
     if "solver" in keys:  # the scores also depend on how they are batched (bf16 passes, chunk layout)
@@ -54,8 +57,9 @@ def ranking_key(cfg: DictConfig, keys=RANKING_KEYS) -> str:
 
 
 def data_files_fingerprint(data: dict) -> str | None:
-    """A data=custom folder's files (names, sizes, modification times): edited files make a new key."""
-    path = data.get("path") if data.get("source") == "custom" else None
+    """A data=custom or image_folder folder's files (names, sizes, modification times): edited files make
+    a new key."""
+    path = data.get("path") if data.get("source") in ("custom", "image_folder") else None
     if path and Path(path).expanduser().is_dir():
         return folder_fingerprint(Path(path).expanduser(), content=False)
     return None
