@@ -1,7 +1,7 @@
 """docs/paper_vs_memlab.md as text: the header (how it was made, the encoders, units, agreement rules),
 one section per data set (SST-2, SNLI, Yahoo! Answers, the images: the paper's CIFAR-10 beside memlab's
-offline stand-in Fashion-MNIST) with its rows (:mod:`memlab.report.paper_rows`) and the commands that
-made them, then the run dirs read but not compared."""
+offline stand-in Fashion-MNIST) with its rows (:mod:`memlab.report.paper_rows`), the Fig. 1 verdict sentence
+(:mod:`memlab.report.paper_verdict`) and the commands that made them, then the run dirs read but not compared."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +12,7 @@ import pandas as pd
 
 from .agreement import RULES
 from .paper_rows import Row, Source, dataset_rows
+from .paper_verdict import verdict_sentence
 from .run_dirs import RunDir
 
 
@@ -154,8 +155,12 @@ def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: s
             if len(section.memlab_keys) > 1:
                 lines += [f"### memlab on {DATA_NAMES.get(key, key)}", ""]
             lines += [f"memlab's encoder: {_encoders(mine)}. Paper: {DATA_NAMES[section.paper_key]}.", ""]
-            table, labels = _table(dataset_rows(paper, section.paper_key, mine), refs)
+            rows = dataset_rows(paper, section.paper_key, mine)
+            table, labels = _table(rows, refs)
             lines += table + [""]
+            verdict = verdict_sentence(DATA_NAMES.get(key, key).split(" (")[0], rows, section.paper_epochs)
+            if verdict:
+                lines += [f"**Fig. 1 verdict**: {verdict}", ""]
             lines += _example_lists(section, mine)
             if any(labels):
                 lines += ["Runs:", ""] + refs.lines(labels, section.paper_epochs) + [""]
