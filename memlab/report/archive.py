@@ -7,8 +7,8 @@ the folder given).
 Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``, ``.yaml``, ``.csv``, ``.md``,
 ``.txt``, ``.html`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats
 CSVs, stability/typicality/reduction-rate CSVs, top_bottom.md, attributions.html; scores.csv only when small),
-plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, and for images
-top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
+plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, learning_curve.png,
+and for images top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
 scoring chunks, logs, other pictures, anything over 2 MB.
 
     python -m memlab.report archive multirun/sst2_removal/2026-12-06/10-00-00-000000 --to docs/results/sst2
@@ -27,8 +27,8 @@ from .run_dirs import SKIPPED_DIRS, find_run_dirs
 
 MAX_BYTES = 2 * 1024 * 1024
 KEPT_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".txt", ".html"}
-MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "top_bottom.png",
-                "attributions.png"}
+MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "learning_curve.png",
+                "top_bottom.png", "attributions.png"}
 
 
 def is_kept(path: Path) -> bool:

@@ -1,7 +1,7 @@
 """docs/paper_vs_memlab.md as text: the header (how it was made, the encoders, units, agreement rules),
 one section per data set (SST-2, SNLI, Yahoo! Answers, the images: the paper's CIFAR-10 beside memlab's
 offline stand-in Fashion-MNIST) with its rows (:mod:`memlab.report.paper_rows`), the Fig. 1 verdict sentence
-(:mod:`memlab.report.paper_verdict`) and the commands that made them, then the run dirs read but not compared."""
+(:mod:`memlab.report.paper_verdict`), the learning curve where one was run, and the commands that made them, then the run dirs read but not compared."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..studies.learning_curve import PLATEAU_TOLERANCE_PP, plateau_epoch
 from .agreement import RULES
+from .run_results import learning_curve
 from .paper_rows import Row, Source, dataset_rows
 from .paper_verdict import verdict_sentence
 from .run_dirs import RunDir
@@ -136,9 +138,27 @@ def _example_lists(section: Section, runs: list[RunDir]) -> list[str]:
     return ["Examples, to read beside the paper's:", ""] + lines + [""] if lines else []
 
 
-def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None) -> str:
+def _learning_curve_lines(runs: list[RunDir], doc_dir: Path | None) -> list[str]:
+    """The latest learning-curve run of a data set: its plateau epoch and a link to its figure (relative to
+    ``doc_dir``, the document's folder)."""
+    found = [(r, c) for r in sorted(runs, key=lambda r: r.stamp) if (c := learning_curve(r)) is not None]
+    if not found:
+        return []
+    run, curve = found[-1]
+    plateau = plateau_epoch(curve["epochs"], curve["acc"])
+    best = max(a for a in curve["acc"] if a is not None)
+    text = (f"**Learning curve** ({len(curve['epochs'])} epochs, {curve['split']} accuracy after each): plateau at "
+            f"epoch {plateau} (the first within {PLATEAU_TOLERANCE_PP:g} pp of the best, {100 * best:.2f}%)")
+    if curve["figure"] is not None:
+        shown = os.path.relpath(curve["figure"], doc_dir) if doc_dir is not None else _shown_path(curve["figure"])
+        text += f"; [learning_curve.png]({shown})"
+    return [text + f" — `{run.command}`", ""]
+
+
+def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None,
+           doc_dir: Path | None = None) -> str:
     """The whole document: ``header`` lines (how it was generated) first, then ``figure`` (Fig. 1 on every
-    data set) where given."""
+    data set) where given; links to run files are relative to ``doc_dir`` (the document's folder)."""
     refs = _References()
     known = {k for s in SECTIONS for k in s.memlab_keys}
     lines = list(header) + [""]
@@ -161,6 +181,7 @@ def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: s
             verdict = verdict_sentence(DATA_NAMES.get(key, key).split(" (")[0], rows, section.paper_epochs)
             if verdict:
                 lines += [f"**Fig. 1 verdict**: {verdict}", ""]
+            lines += _learning_curve_lines(mine, doc_dir)
             lines += _example_lists(section, mine)
             if any(labels):
                 lines += ["Runs:", ""] + refs.lines(labels, section.paper_epochs) + [""]
