@@ -220,6 +220,10 @@ def header_lines(command: str, date: str, commit: str, paper_path: str, runs: li
         "- **Detects (80% power)**: for Fig. 1's differences, the smallest true difference (pp) the design "
         "(its seeds and their paired spread) finds with 80% power at α = 0.05: a paper effect below it could "
         "go unseen.",
+        "- **Fig. 1 verdict**: under each data set's table, one sentence made from its Fig. 1 rows: the agreement "
+        "word at each X with memlab's difference, its interval, what the design detects, the seeds and epochs.",
+        "- **Learning curve**: where a learning-curve run (`experiment=<data>_learning_curve`) is archived, its "
+        "plateau epoch (the first whose test accuracy is within 0.5 pp of the best) and its figure.",
         "- **Epochs**: each run's training epochs are listed with it, marked where fewer than the paper's.",
         "- **Run**: the command that made the value, listed under each table with its dirs and wall time.",
         "- **Not run**: a measurement with no memlab run found; **not reported**: the paper gives no value.",
