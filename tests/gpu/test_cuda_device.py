@@ -78,3 +78,15 @@ def test_prefix_cache_computed_on_cuda_equals_the_cpu_one(tmp_path):
         assert all(h.device.type == "cpu" for h in hidden)  # the store stays on the CPU, batches move later
         states.append(torch.cat([h.reshape(-1) for h in hidden]))
     torch.testing.assert_close(states[1], states[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_tiny_gpu_run_records_its_peak_gpu_memory(tiny_cfg, tmp_path):
+    import json
+
+    from memlab.tasks.runner import run
+
+    metrics = run(tiny_cfg("trainer=gpu", "trainer.max_epochs=1", "callbacks=memorization", "solver=identity"))
+    assert 0 < metrics["gpu/max_memory_allocated_gib"] < torch.cuda.get_device_properties(0).total_memory / 2**30
+    assert json.loads((tmp_path / "metrics.json").read_text())["gpu/max_memory_allocated_gib"] == \
+        metrics["gpu/max_memory_allocated_gib"]
+    assert "memorization/seconds" in metrics  # scored on the GPU too
