@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 export WANDB_MODE ?= disabled
 
-.PHONY: install test test-slow smoke paper estimators bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit bench-score-speed clean
+.PHONY: install test test-slow smoke paper estimators bench bench-scores bench-prefix bench-parallel bench-scale bench-fz-vmap bench-fit bench-score-speed gpu-check clean
 
 install:  ## a .venv with memlab and its dev + offline extras (torch 2.14.1 / torchvision 0.29.1 pinned)
 	python3 -m venv .venv
@@ -24,6 +24,9 @@ paper:  ## docs/paper_vs_memlab.md from the run files archived in docs/results (
 
 estimators:  ## docs/estimators.md + docs/estimators.png: which memorization estimator to use, from the validate and label-noise runs archived in docs/results
 	$(PY) -m memlab.report estimators docs/results
+
+gpu-check:  ## on a CUDA machine (< 10 min): the device tests, one SST-2 recipe=study training + scoring on the GPU (and trainer=ddp on N > 1 GPUs); epoch s, scoring s, their ratio, peak GPU memory
+	$(PY) benchmarks/gpu_check.py
 
 bench-scores:  ## issue 3's solver benchmark on real SST-2 with MiniLM (minutes; not part of make test)
 	$(PY) benchmarks/bench_scores.py

@@ -19,6 +19,16 @@ CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need a CUDA device: skipped (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (make gpu-check runs it on one)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 def compose(overrides: list[str], tmp_path: Path | None = None):
     """A fully resolved memlab config, as `python -m memlab OVERRIDES` would see it."""
     from hydra import compose as hydra_compose, initialize_config_dir

@@ -44,6 +44,9 @@ class FrozenPrefixCache(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         dm, net = self._prefixed(trainer, pl_module)
         if self.enabled and dm is not None:
+            # Lightning moves the model to its device only after this hook: the prefix goes first, so a
+            # GPU run computes its outputs on the GPU (bit-identical keys: the key hashes the weights)
+            net.prefix.to(trainer.strategy.root_device)
             apply_prefix_cache(dm, net, pl_module.hparams.get("pretrained") or "model", self.cache_dir,
                                storage_dtype(self.dtype), self.batch_size)
 

@@ -127,6 +127,30 @@ def load_or_compute_ranking(cfg: DictConfig) -> tuple[pd.DataFrame, Path]:
     return scores, scores_file
 
 
+def finished_ranking_metrics(cfg: DictConfig, seed: int) -> tuple[dict, Path] | None:
+    """The metrics.json of the finished, verified ranking run trained with ``seed`` for ``cfg``'s
+    configuration, and its folder; None when there is none (absent, unfinished or bad: no warning here,
+    the job that needs the ranking warns). Never waits on a ranking being computed.
+
+    That run is the full-data training of a removal job with X = 0 and training seed ``seed``
+    (same data, model, recipe, epochs; ``ranking_run_config`` seeds it as the job is seeded), so such a
+    job can take its metrics instead of training again (tests/tasks/test_full_data_reuse.py proves it)."""
+    sub = with_ranking_seed(cfg, seed)
+    key = ranking_key(sub)
+    out_dir = Path(cfg.paths.cache_dir) / "rankings" / key
+    scores_file = out_dir / "memorization" / "scores.csv"
+    if not (out_dir / RANKING_MANIFEST).is_file() or not scores_file.is_file():
+        return None
+    try:
+        scores = pd.read_csv(scores_file)
+        metrics = json.loads((out_dir / "metrics.json").read_text())
+    except Exception:
+        return None
+    if ranking_problem(out_dir, key, scores) is not None or not isinstance(metrics.get("test/acc"), (int, float)):
+        return None
+    return metrics, out_dir
+
+
 def ranking_problem(out_dir: Path, key: str, scores: pd.DataFrame | None) -> str | None:
     """Why a cached ranking is not the finished one for ``key`` (None: it is)."""
     scores_file = out_dir / "memorization" / "scores.csv"

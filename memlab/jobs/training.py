@@ -17,7 +17,7 @@ import hydra
 import pytorch_lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ..callbacks.timing import EpochTimer
+from ..callbacks.timing import EpochTimer, peak_gpu_memory
 from ..utils.io import update_json
 from .data_classes import resolve_data_classes
 
@@ -60,7 +60,8 @@ def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
 def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks: Iterable = ()) -> Trained:
     """Build from ``cfg``, leave out ``exclude`` (sample indices), fit (``cfg.train``) and test (``cfg.test``).
     ``callbacks`` join the config's. The metrics: the trainer's scalars, ``train/epoch_seconds``,
-    ``train/n_examples``, ``data/class_names`` and, for a CSV source, ``data/split_from_train``."""
+    ``train/n_examples``, ``data/class_names``, for a CSV source ``data/split_from_train``, and on CUDA
+    ``gpu/max_memory_allocated_gib``."""
     datamodule, model, trainer = build(cfg)
     trainer.callbacks.extend(callbacks)
     if exclude is not None:
@@ -74,6 +75,7 @@ def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks
         metrics.update(scalar_metrics(trainer))
     timer = next(c for c in trainer.callbacks if isinstance(c, EpochTimer))
     metrics["train/epoch_seconds"] = timer.mean_seconds
+    metrics.update(peak_gpu_memory(trainer.strategy.root_device))  # on CUDA: training, scoring and testing
     metrics["train/n_examples"] = len(datamodule.splits["train"]) if datamodule.splits else 0
     if "split_from_train" in cfg.data:  # whether dev/test were carved out of train.csv (stratified, data_seed)
         metrics["data/split_from_train"] = int(bool(cfg.data.split_from_train))

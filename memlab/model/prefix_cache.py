@@ -48,8 +48,10 @@ def length_order(examples: list[dict]) -> list[int]:
 def iter_prefix_outputs(prefix: torch.nn.Module, examples: list[dict], batch_size: int = 64,
                         dtype: torch.dtype = torch.float32, desc: str = "prefix",
                         order: list[int] | None = None) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
-    """Per length-sorted batch: (positions in ``examples``, their layer-k hidden states ``[len_i, H]``)."""
+    """Per length-sorted batch: (positions in ``examples``, their layer-k hidden states ``[len_i, H]``).
+    Computed on the prefix's device (a GPU when it is there), returned on the CPU, where the store is."""
     prefix.eval()
+    device = next(prefix.parameters()).device
     order = length_order(examples) if order is None else order
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         idx = order[start:start + batch_size]
@@ -59,7 +61,7 @@ def iter_prefix_outputs(prefix: torch.nn.Module, examples: list[dict], batch_siz
         types = None
         if "token_type_ids" in examples[idx[0]]:
             types = torch.nn.utils.rnn.pad_sequence([examples[i]["token_type_ids"] for i in idx], batch_first=True)
-        hidden = prefix(ids, mask, types)
+        hidden = prefix(ids.to(device), mask.to(device), None if types is None else types.to(device)).cpu()
         yield idx, [hidden[row, : len(examples[i]["input_ids"])].to(dtype) for row, i in enumerate(idx)]
 
 

@@ -7,7 +7,7 @@ the folder given).
 Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``, ``.yaml``, ``.csv``, ``.md``,
 ``.txt``, ``.html`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats
 CSVs, stability/typicality/reduction-rate CSVs, top_bottom.md, attributions.html; scores.csv only when small),
-plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, and for images
+plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, learning_curve.png, and for images
 top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
 scoring chunks, logs, other pictures, anything over 2 MB. The text files keep no absolute path of this
 machine: paths under the run's working folder become relative to it, others are dropped
@@ -30,8 +30,8 @@ from .run_dirs import SKIPPED_DIRS, find_run_dirs
 
 MAX_BYTES = 2 * 1024 * 1024
 KEPT_SUFFIXES = TEXT_SUFFIXES  # .json .yaml .csv .md .txt .html
-MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "top_bottom.png",
-                "attributions.png"}
+MAIN_FIGURES = {"removal.png", "reduction_rate.png", "typicality.png", "stability.png", "learning_curve.png",
+                "top_bottom.png", "attributions.png"}
 
 
 def is_kept(path: Path) -> bool:

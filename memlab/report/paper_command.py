@@ -54,7 +54,8 @@ def write_paper_report(dirs: list[Path], paper_path: Path, out: Path, command: s
         raise MemlabError(f"no memlab run or sweep dir under {', '.join(map(str, dirs))}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     figure = out.with_name(f"{out.stem}_fig1.png")
-    text = render(paper, runs, header_lines(command, date, git_commit(), str(paper_path), runs), figure.name)
+    text = render(paper, runs, header_lines(command, date, git_commit(), str(paper_path), runs), figure.name,
+                  out.parent)
     plot_removal_differences(removal_panels(paper, runs), figure)
     return atomic_write_text(out, text), warnings
 

@@ -1,7 +1,7 @@
 """docs/paper_vs_memlab.md as text: the header (how it was made, the encoders, units, agreement rules),
 one section per data set (SST-2, SNLI, Yahoo! Answers, the images: the paper's CIFAR-10 beside memlab's
-offline stand-in Fashion-MNIST) with its rows (:mod:`memlab.report.paper_rows`) and the commands that
-made them, then the run dirs read but not compared."""
+offline stand-in Fashion-MNIST) with its rows (:mod:`memlab.report.paper_rows`), the Fig. 1 verdict sentence
+(:mod:`memlab.report.paper_verdict`), the learning curve where one was run, and the commands that made them, then the run dirs read but not compared."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..studies.learning_curve import PLATEAU_TOLERANCE_PP, plateau_epoch
 from .agreement import RULES
+from .run_results import learning_curve
 from .paper_rows import Row, Source, dataset_rows
+from .paper_verdict import verdict_sentence
 from .run_dirs import RunDir
 
 
@@ -135,9 +138,27 @@ def _example_lists(section: Section, runs: list[RunDir]) -> list[str]:
     return ["Examples, to read beside the paper's:", ""] + lines + [""] if lines else []
 
 
-def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None) -> str:
+def _learning_curve_lines(runs: list[RunDir], doc_dir: Path | None) -> list[str]:
+    """The latest learning-curve run of a data set: its plateau epoch and a link to its figure (relative to
+    ``doc_dir``, the document's folder)."""
+    found = [(r, c) for r in sorted(runs, key=lambda r: r.stamp) if (c := learning_curve(r)) is not None]
+    if not found:
+        return []
+    run, curve = found[-1]
+    plateau = plateau_epoch(curve["epochs"], curve["acc"])
+    best = max(a for a in curve["acc"] if a is not None)
+    text = (f"**Learning curve** ({len(curve['epochs'])} epochs, {curve['split']} accuracy after each): plateau at "
+            f"epoch {plateau} (the first within {PLATEAU_TOLERANCE_PP:g} pp of the best, {100 * best:.2f}%)")
+    if curve["figure"] is not None:
+        shown = os.path.relpath(curve["figure"], doc_dir) if doc_dir is not None else _shown_path(curve["figure"])
+        text += f"; [learning_curve.png]({shown})"
+    return [text + f" — `{run.command}`", ""]
+
+
+def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: str | None = None,
+           doc_dir: Path | None = None) -> str:
     """The whole document: ``header`` lines (how it was generated) first, then ``figure`` (Fig. 1 on every
-    data set) where given."""
+    data set) where given; links to run files are relative to ``doc_dir`` (the document's folder)."""
     refs = _References()
     known = {k for s in SECTIONS for k in s.memlab_keys}
     lines = list(header) + [""]
@@ -154,8 +175,13 @@ def render(paper: pd.DataFrame, runs: list[RunDir], header: list[str], figure: s
             if len(section.memlab_keys) > 1:
                 lines += [f"### memlab on {DATA_NAMES.get(key, key)}", ""]
             lines += [f"memlab's encoder: {_encoders(mine)}. Paper: {DATA_NAMES[section.paper_key]}.", ""]
-            table, labels = _table(dataset_rows(paper, section.paper_key, mine), refs)
+            rows = dataset_rows(paper, section.paper_key, mine)
+            table, labels = _table(rows, refs)
             lines += table + [""]
+            verdict = verdict_sentence(DATA_NAMES.get(key, key).split(" (")[0], rows, section.paper_epochs)
+            if verdict:
+                lines += [f"**Fig. 1 verdict**: {verdict}", ""]
+            lines += _learning_curve_lines(mine, doc_dir)
             lines += _example_lists(section, mine)
             if any(labels):
                 lines += ["Runs:", ""] + refs.lines(labels, section.paper_epochs) + [""]
@@ -194,6 +220,10 @@ def header_lines(command: str, date: str, commit: str, paper_path: str, runs: li
         "- **Detects (80% power)**: for Fig. 1's differences, the smallest true difference (pp) the design "
         "(its seeds and their paired spread) finds with 80% power at α = 0.05: a paper effect below it could "
         "go unseen.",
+        "- **Fig. 1 verdict**: under each data set's table, one sentence made from its Fig. 1 rows: the agreement "
+        "word at each X with memlab's difference, its interval, what the design detects, the seeds and epochs.",
+        "- **Learning curve**: where a learning-curve run (`experiment=<data>_learning_curve`) is archived, its "
+        "plateau epoch (the first whose test accuracy is within 0.5 pp of the best) and its figure.",
         "- **Epochs**: each run's training epochs are listed with it, marked where fewer than the paper's.",
         "- **Run**: the command that made the value, listed under each table with its dirs and wall time.",
         "- **Not run**: a measurement with no memlab run found; **not reported**: the paper gives no value.",

@@ -8,6 +8,7 @@ finds the dirs). Every reader returns None when the dir holds no such result.
     reduction_rates      memorization/reduction_rate.csv: k_percent, method, reduction_rate
     typicality           typicality.csv: group, label, class_name, n, positive_fraction_pct
     seed_spearman        stability.csv: the Spearman matrix between training seeds
+    learning_curve       metrics.json ``curve/*`` of a learning-curve run (study=learning_curve), its figure
 """
 from __future__ import annotations
 
@@ -108,3 +109,16 @@ def seed_spearman(run: RunDir) -> tuple[float, float, int] | None:
     off = matrix[~np.eye(len(matrix), dtype=bool)]
     off = off[np.isfinite(off)]
     return (float(off.min()), float(off.max()), len(matrix)) if off.size else None
+
+
+def learning_curve(run: RunDir) -> dict | None:
+    """A learning-curve run's ``epochs``, ``test_acc`` (else ``val_acc``: fractions), which ``split`` that is,
+    and the ``figure`` (learning_curve.png, None when absent); None for any other run."""
+    metrics = _metrics(run)
+    epochs = metrics.get("curve/epoch")
+    split = "test" if metrics.get("curve/test_acc") else "val"
+    accs = metrics.get(f"curve/{split}_acc")
+    if not isinstance(epochs, list) or not isinstance(accs, list) or len(epochs) != len(accs) or not epochs:
+        return None
+    figure = run.path / "learning_curve.png"
+    return {"epochs": epochs, "acc": accs, "split": split, "figure": figure if figure.is_file() else None}

@@ -1,5 +1,6 @@
 """The figures of the smaller studies: typicality histograms (Fig. 4), the stability heat map
-(Table 5), the validation bars and percentile curves, and the label-noise precision-recall curves.
+(Table 5), the validation bars and percentile curves, the label-noise precision-recall curves, and the learning
+curve of a full-data run (accuracy per epoch, its plateau).
 The numbers they draw come from :mod:`memlab.studies`."""
 from __future__ import annotations
 
@@ -139,3 +140,19 @@ def plot_precision_recall(candidates: pd.DataFrame, flipped: Sequence[int], path
     ax.set(xlabel="recall of flipped labels", ylabel="precision", ylim=(0, 1.02), title=title or "label-error detection")
     ax.legend(fontsize=7, loc="upper right")
     save_figure(fig, path)
+
+
+def plot_learning_curve(epochs: Sequence[int], curves: dict[str, Sequence[float]], path, plateau: int | None = None,
+                        title: str = "Learning curve"):
+    """Accuracy (%) per epoch, one line per split (``curves``: name -> fractions), the plateau epoch marked."""
+    fig, axes = new_figure(1, 1, figsize=(5.5, 3.5))
+    ax = axes[0, 0]
+    for name, values in curves.items():
+        ax.plot(list(epochs), [100 * v for v in values], marker="o", label=name)
+    if plateau is not None:
+        ax.axvline(plateau, color="grey", linestyle="--", label=f"plateau: epoch {plateau}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

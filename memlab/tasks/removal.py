@@ -7,7 +7,9 @@
 (:mod:`memlab.jobs.removal_record`) says what it removed and how it ended. A job that would repeat
 the sweep's first draw seed skips itself. A job that finished before, in this sweep or an earlier run
 of it, is not trained again: its stored result (:mod:`memlab.jobs.removal_results`; X = 0 is shared
-by every strategy) is copied into the job dir; ``removal.reuse=false`` retrains.
+by every strategy) is copied into the job dir; ``removal.reuse=false`` retrains. An X = 0 job also takes
+the metrics of a finished ranking trained with its seed (a stability study trains one per seed): that
+ranking run is the same full-data training.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from omegaconf import DictConfig
 from ..studies.ranking import memorization_column
 from ..studies.removal_selection import DEFAULT_SCORE, check_score, min_removed_score, select_removed
 from ..utils.io import update_json
-from ..jobs.ranking_cache import load_or_compute_ranking
+from ..jobs.ranking_cache import finished_ranking_metrics, load_or_compute_ranking
 from ..jobs.removal_record import finish_job_record, skip_if_duplicate_draw, write_job_record
 from ..jobs.removal_results import result_file, store_result, stored_result
 from ..jobs.training import fit_and_test, save_metrics
@@ -38,6 +40,9 @@ def run(cfg: DictConfig) -> dict:
     stored = stored_result(cfg)
     if stored is not None:
         return reuse_stored_result(cfg, output_dir, stored)
+    ranking = full_data_ranking(cfg)
+    if ranking is not None:
+        return reuse_ranking_training(cfg, output_dir, *ranking)
     record = {}
     exclude = removal_exclusions(cfg, output_dir, record)
     metrics = save_metrics(output_dir, fit_and_test(cfg, exclude), started)
@@ -59,6 +64,36 @@ def reuse_stored_result(cfg: DictConfig, output_dir: Path, stored: dict) -> dict
     finish_job_record(output_dir, metrics)
     log.info("reused: strategy=%s X=%g%% seed=%d finished before (test/acc %.4f; removal.reuse=false retrains)",
              r.strategy, float(r.pct), int(cfg.seed), float(metrics["test/acc"]))
+    return metrics
+
+
+# what a ranking run adds to its training's metrics: not this job's
+RANKING_ONLY_PREFIXES = ("memorization/", "job/")
+
+
+def full_data_ranking(cfg: DictConfig) -> tuple[dict, Path] | None:
+    """For an X = 0 job with reuse on: the metrics and folder of a finished ranking trained with the
+    job's seed, the same full-data training; else None."""
+    if float(cfg.removal.pct) != 0 or not cfg.removal.get("reuse", True):
+        return None
+    return finished_ranking_metrics(cfg, int(cfg.seed))
+
+
+def reuse_ranking_training(cfg: DictConfig, output_dir: Path, ranking_metrics: dict, ranking_dir: Path) -> dict:
+    """The X = 0 job's metrics taken from the ranking run of its seed (``reused`` marked), stored as
+    this job's result for the next run of the sweep."""
+    r = cfg.removal
+    write_job_record(output_dir, {"strategy": r.strategy, "removal_pct": 0.0, "seed": int(cfg.seed),
+                                  "draw_seed": int(r.get("draw_seed", 0)),
+                                  "score": str(r.get("score") or DEFAULT_SCORE), "status": "running",
+                                  "reused": str(ranking_dir), "n_removed": 0, "min_removed_score": None})
+    trained = {k: v for k, v in ranking_metrics.items() if not k.startswith(RANKING_ONLY_PREFIXES)}
+    metrics = update_json(output_dir / "metrics.json", {**trained, "removal/reused": 1})
+    finish_job_record(output_dir, metrics)
+    store_result(cfg, metrics, {"n_removed": 0, "min_removed_score": None})
+    log.info("reused: strategy=%s X=0%% seed=%d is the full-data training of the ranking at seed %d "
+             "(test/acc %.4f; %s; removal.reuse=false retrains)", r.strategy, int(cfg.seed), int(cfg.seed),
+             float(metrics["test/acc"]), ranking_dir)
     return metrics
 
 
