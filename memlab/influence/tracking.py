@@ -86,6 +86,8 @@ class FactorTracker:
         covered = set()
         for name, mod in module.named_modules():
             prefix = f"{name}." if name else ""
+            if getattr(mod, "shared_input", False):  # also applied to a batch-independent input (DeBERTa's
+                continue  # relative embeddings): no per-example token factors; its parameters go to vmap
             if (isinstance(mod, nn.Linear) or is_conv1d(mod)) and prefix + "weight" in params:
                 bias = prefix + "bias" if mod.bias is not None and prefix + "bias" in params else None
                 self.blocks.append(LinearBlock(mod, prefix + "weight", bias, transposed=is_conv1d(mod)))

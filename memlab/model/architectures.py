@@ -118,11 +118,20 @@ class RelativePositions(nn.Module):
 
 class DebertaV2Architecture(Architecture):
     pooled_only = False  # disentangled attention: no [CLS]-only variant written
+    # its query/key (or pos_*) projections also act on the relative embeddings, shared by the batch:
+    # marked ``shared_input`` so EK-FAC gives them a diagonal (per-example gradients by vmap)
 
     def parts(self, model: nn.Module) -> Parts:
         if getattr(model.encoder, "conv", None) is not None:
             raise ModelLoadError("DeBERTa-v2 with a convolution after the first layer (conv_kernel_size > 0) "
                                  "is not supported; DeBERTa-v3 models (no convolution) are")
+        for layer in model.encoder.layer:  # the Linears that also project the (shared) relative embeddings
+            attention = layer.attention.self
+            names = ("query_proj", "key_proj") if getattr(attention, "share_att_key", False) else \
+                ("pos_key_proj", "pos_query_proj")
+            for name in names:
+                if hasattr(attention, name):
+                    getattr(attention, name).shared_input = True  # FactorTracker: per-example grads by vmap
         return Parts(model.embeddings, list(model.encoder.layer), shared=RelativePositions(model.encoder))
 
     def context(self, shared, hidden, attention_mask):

@@ -121,15 +121,24 @@ def test_memorization_scores_and_embedding_attributions_are_finite(kind):
     solver = make_solver("ekfac", 0.01).fit(module, params, batches, objective)
     # every Linear (and GPT-2 Conv1D) of the trainable blocks and the head is a Kronecker block
     linears = {n for n, m in module.named_modules()
-               if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
+               if (isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
+               and not getattr(m, "shared_input", False)}  # DeBERTa's relative-embedding projections: vmap
     assert {b.weight.rsplit(".", 1)[0] for b in solver.blocks} == linears
     if kind == "gpt2":
         assert any(b.transposed for b in solver.blocks)
+    if kind == "deberta-v2":
+        assert any("pos_key_proj" in n for n in solver.diagonal)
     rows = list(memorization_scores(module, params, batches, solver, objective, own_term_n=len(examples)))
     scores = torch.cat([r["mem_score"] for r in rows])
     loo = torch.cat([r["loo_score"] for r in rows])
     assert len(scores) == len(examples) and torch.isfinite(scores).all() and torch.isfinite(loo).all()
     assert (scores != loo).any()  # the own term changes the scores
+    # the hooked token-factor path equals plain per-example gradients (vmap) through the same solver:
+    # every Linear/Conv1D factor (and DeBERTa's projections of its shared relative embeddings) is right
+    plain = torch.cat([r["mem_score"] for r in memorization_scores(module, params, batches, solver, objective,
+                                                                   fast=False)])
+    plain_scores = torch.cat([r["mem_score"] for r in memorization_scores(module, params, batches, solver, objective)])
+    torch.testing.assert_close(plain_scores.double(), plain.double(), rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
     tokenizer = SimpleNamespace(cls_token_id=None if kind in DECODERS else 1,
                                 sep_token_id=None if kind in DECODERS else 2,
                                 bos_token_id=3 if kind in DECODERS else None, eos_token_id=2 if kind in DECODERS else None,
