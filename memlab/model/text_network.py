@@ -11,6 +11,8 @@ import inspect
 import torch
 from torch import Tensor, nn
 
+from .architectures import ARCHITECTURES, Architecture, additive_mask, architecture_for  # noqa: F401 (re-exported)
+
 
 def encoder_parts(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     """(embeddings, transformer layers) of a BERT-family or DistilBERT encoder."""
@@ -19,11 +21,6 @@ def encoder_parts(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     if hasattr(encoder, "transformer") and hasattr(encoder.transformer, "layer"):  # DistilBERT
         return encoder.embeddings, encoder.transformer.layer
     raise TypeError(f"unsupported encoder {type(encoder).__name__}: expected BERT- or DistilBERT-style layers")
-
-
-def additive_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """[B, L] 0/1 mask -> [B, 1, 1, L] additive mask, the form eager attention adds to its scores."""
-    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
 def run_layers(layers, hidden: Tensor, attention_mask: Tensor, first_token_last: bool = False) -> Tensor:
@@ -37,6 +34,18 @@ def run_layers(layers, hidden: Tensor, attention_mask: Tensor, first_token_last:
                 return cls
         out = layer(hidden, attention_mask=mask)
         hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+def run_blocks(layers, hidden: Tensor, attention_mask: Tensor, arch: Architecture | None = None,
+               shared: nn.Module | None = None, pooled_last: bool = False) -> Tensor:
+    """Hidden states after ``layers`` of family ``arch`` (None: BERT-style). ``pooled_last``: the last
+    block at the first token only, where the family can (``arch.pooled_only``: [B, 1, H])."""
+    if arch is None or arch.pooled_only:  # BERT-style blocks: the path bert/distilbert always took
+        return run_layers(layers, hidden, attention_mask, first_token_last=pooled_last)
+    context = arch.context(shared, hidden, attention_mask) if len(layers) else None
+    for layer in layers:
+        hidden = arch.call_block(layer, hidden, context)
     return hidden
 
 
@@ -77,10 +86,14 @@ def first_token_layer(layer: nn.Module, hidden: Tensor, mask: Tensor) -> Tensor 
 class FrozenPrefix(nn.Module):
     """Embeddings + transformer layers [0, k): their output never changes during training."""
 
-    def __init__(self, embeddings: nn.Module, layers):
+    def __init__(self, embeddings: nn.Module, layers, arch: Architecture | None = None,
+                 shared: nn.Module | None = None):
         super().__init__()
         self.embeddings = embeddings
         self.layers = nn.ModuleList(layers)
+        self.arch = arch
+        if shared is not None:  # registered here only: frozen, and in the prefix's fingerprint
+            self.shared = shared
         self._takes_token_types = "token_type_ids" in inspect.signature(embeddings.forward).parameters
         self.requires_grad_(False)
         self.eval()
@@ -95,7 +108,8 @@ class FrozenPrefix(nn.Module):
         return self.embeddings(input_ids=input_ids)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        return run_layers(self.layers, self.embed(input_ids, token_type_ids), attention_mask)
+        return run_blocks(self.layers, self.embed(input_ids, token_type_ids), attention_mask, self.arch,
+                          getattr(self, "shared", None))
 
 
 class TrainableSuffix(nn.Module):
@@ -108,9 +122,16 @@ class TrainableSuffix(nn.Module):
     carries gradient anyway. ``first_token_only=False`` runs the full layers.
     """
 
-    def __init__(self, layers, hidden_size: int, num_classes: int, dropout: float = 0.1, layer_dropout: bool = True):
+    def __init__(self, layers, hidden_size: int, num_classes: int, dropout: float = 0.1, layer_dropout: bool = True,
+                 arch: Architecture | None = None, final_norm: nn.Module | None = None,
+                 shared: nn.Module | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.arch = arch
+        if final_norm is not None:  # decoders: the norm after the last block trains with the blocks
+            self.final_norm = final_norm
+        # the frozen state every block reads (the prefix registers it): not a submodule, so not in θ
+        self._shared = (shared,)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_classes)
         self.layer_dropout = layer_dropout
@@ -125,10 +146,17 @@ class TrainableSuffix(nn.Module):
 
     def forward(self, hidden: Tensor, attention_mask: Tensor, first_token_only: bool | None = None,
                 **unused) -> Tensor:
-        """Logits; ``first_token_only`` (default: True) runs the last layer at [CLS] only."""
+        """Logits; ``first_token_only`` (default: True) runs the last layer at [CLS] only (encoders whose
+        family can; the others run their full blocks). The head reads the family's pooled position."""
         first = True if first_token_only is None else first_token_only
-        hidden = run_layers(self.layers, hidden, attention_mask, first_token_last=first)
-        return self.classifier(self.dropout(hidden[:, 0]))
+        arch = self.arch
+        hidden = run_blocks(self.layers, hidden, attention_mask, arch, self._shared[0], pooled_last=first)
+        if getattr(self, "final_norm", None) is not None:
+            hidden = self.final_norm(hidden)
+        if arch is None or not arch.decoder:
+            return self.classifier(self.dropout(hidden[:, 0]))
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return self.classifier(self.dropout(hidden[rows, arch.pooled_index(attention_mask)]))
 
 
 class TextClassifierNet(nn.Module):
@@ -137,13 +165,16 @@ class TextClassifierNet(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, freeze_layers: int = 4, dropout: float = 0.1,
                  layer_dropout: bool = True):
         super().__init__()
-        embeddings, layers = encoder_parts(encoder)
+        arch = architecture_for(getattr(encoder.config, "model_type", None), type(encoder).__name__)
+        parts = arch.parts(encoder)
+        layers = parts.layers
         if not 0 <= freeze_layers <= len(layers):
             raise ValueError(f"freeze_layers={freeze_layers} but the encoder has {len(layers)} layers")
         self.freeze_layers = freeze_layers
-        self.prefix = FrozenPrefix(embeddings, list(layers)[:freeze_layers])
+        self.arch = arch
+        self.prefix = FrozenPrefix(parts.embeddings, list(layers)[:freeze_layers], arch, parts.shared)
         self.suffix = TrainableSuffix(list(layers)[freeze_layers:], encoder.config.hidden_size, num_classes, dropout,
-                                      layer_dropout)
+                                      layer_dropout, arch, parts.final_norm, parts.shared)
         self.config = encoder.config
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
@@ -170,7 +201,8 @@ class EmbeddingsToLogits(nn.Module):
 
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, **unused) -> Tensor:
         hidden = self.prefix.embeddings(input_ids=None, inputs_embeds=inputs_embeds)
-        hidden = run_layers(self.prefix.layers, hidden, attention_mask)
+        hidden = run_blocks(self.prefix.layers, hidden, attention_mask, self.prefix.arch,
+                            getattr(self.prefix, "shared", None))
         return self.suffix(hidden=hidden, attention_mask=attention_mask)
 
 

@@ -43,7 +43,17 @@ def load_tokenizer(name: str):
         return BertTokenizerFast(vocab=vocab, do_lower_case=True)
     path, local = resolve_pretrained(name)
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
     except OSError as e:
         raise ModelLoadError(f"could not load tokenizer {name!r} ({type(e).__name__}); offline? use "
                              "model=minilm (packaged) or model.pretrained=/path/to/local/model") from None
+    return with_padding(tokenizer)
+
+
+def with_padding(tokenizer):
+    """A decoder's tokenizer without a pad token pads with its eos (the model's config gets the same);
+    memlab pads on the right, so a decoder's last non-padding token is at length - 1."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer

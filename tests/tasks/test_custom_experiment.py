@@ -99,22 +99,25 @@ def write_config(folder, **config):
 
 
 def test_unsupported_architecture_and_freeze_layers_are_one_line(tmp_path):
-    gpt2 = write_config(tmp_path / "gpt2", model_type="gpt2", n_layer=2)
-    with pytest.raises(MemlabError, match=r"gpt2 model; supported: BERT-style encoders: BERT, MiniLM \(model_type bert\); "
-                                          r"DistilBERT \(model_type distilbert\)"):
-        check_config(compose(["experiment=smoke", f"model.pretrained={gpt2}"], tmp_path / "a"))
+    t5 = write_config(tmp_path / "t5", model_type="t5", num_layers=2)
+    with pytest.raises(MemlabError, match=r"t5 model; supported: BERT-style encoders: BERT, MiniLM \(model_type bert\); "
+                                          r"DistilBERT \(model_type distilbert\); RoBERTa \(model_type roberta\)"):
+        check_config(compose(["experiment=smoke", f"model.pretrained={t5}"], tmp_path / "a"))
+    gpt2 = write_config(tmp_path / "gpt2", model_type="gpt2", n_layer=2)  # a decoder's own layer count key
+    with pytest.raises(ConfigError, match=r"model.net.freeze_layers=4 is out of range; allowed: an integer from 0 to 2"):
+        check_config(compose(["experiment=smoke", f"model.pretrained={gpt2}"], tmp_path / "c"))
     bert = write_config(tmp_path / "bert", model_type="bert", num_hidden_layers=2)
     with pytest.raises(ConfigError, match=r"model.net.freeze_layers=4 is out of range; allowed: an integer from 0 to 2"):
         check_config(compose(["experiment=smoke", f"model.pretrained={bert}"], tmp_path / "b"))
 
 
 def test_loading_another_architecture_names_the_supported_ones(tmp_path):
-    from transformers import GPT2Config, GPT2Model
+    from transformers import T5Config, T5Model
 
     from memlab.model.encoders import ModelLoadError, load_encoder
 
-    GPT2Model(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=16)).save_pretrained(tmp_path / "g")
-    with pytest.raises(ModelLoadError, match="is a gpt2 model; supported: BERT-style") as err:
+    T5Model(T5Config(num_layers=1, d_model=8, d_kv=4, d_ff=16, num_heads=2, vocab_size=16)).save_pretrained(tmp_path / "g")
+    with pytest.raises(ModelLoadError, match="is a t5 model; supported: BERT-style") as err:
         load_encoder(str(tmp_path / "g"))
     assert "\n" not in str(err.value)
 

@@ -98,7 +98,7 @@ class EKFACSolver(InverseHessianSolver):
     def _bind(self, module: nn.Module, params: Params) -> None:
         """Find the model's Linears and hooked parameters; forget statistics cached from another fit."""
         self.tracker = FactorTracker(module, params)
-        self.blocks = [EigenBlock(b.module, b.weight, b.bias) for b in self.tracker.blocks]
+        self.blocks = [EigenBlock(b.module, b.weight, b.bias, b.transposed) for b in self.tracker.blocks]
         self._forget_caches()
 
     def _forget_caches(self) -> None:
@@ -140,7 +140,7 @@ class EKFACSolver(InverseHessianSolver):
         acc = dict(dtype=torch.promote_types(dtype, torch.float32), device=device)
         autocast = self._fit_autocast(dtype)
         product_dtype = autocast or dtype
-        sizes = [(b.module.out_features, b.module.in_features + (1 if b.bias else 0)) for b in self.blocks]
+        sizes = [(b.out_features, b.in_features + (1 if b.bias else 0)) for b in self.blocks]
         a_sum = [torch.zeros(i, i, **acc) for _, i in sizes]
         g_sum = [torch.zeros(o, o, **acc) for o, _ in sizes]
         diag_names = [n for n in params if n not in {x for b in self.blocks for x in (b.weight, b.bias) if x}]
@@ -173,7 +173,7 @@ class EKFACSolver(InverseHessianSolver):
             block.q_g = eigenvectors(summed(g.double(), all_reduce), dtype).to(dtype)
             mask = torch.zeros(block.q_a.shape[0], **f64)
             if block.weight in objective.l2_names:
-                mask[:block.module.in_features] = 1.0
+                mask[:block.in_features] = 1.0
             if block.bias and block.bias in objective.l2_names:
                 mask[-1] = 1.0
             # diag(Q_Aᵀ diag(mask) Q_A): exactly 1 everywhere when the whole block carries the L2 term
