@@ -27,9 +27,10 @@ IMAGE_SOURCES = ("hub", "local", "fashion_mnist", "generated")
 HUB_ENDPOINT = "https://huggingface.co"
 
 
-def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
+def check_config(cfg: DictConfig, tasks: Collection[str] | None = None, sources: bool = True) -> None:
     """Raise one-line errors for every config value that cannot work, before anything is loaded;
-    ``tasks``: the allowed values of ``task`` (memlab.tasks.runner.TASKS), checked first when given."""
+    ``tasks``: the allowed values of ``task`` (memlab.tasks.runner.TASKS), checked first when given;
+    ``sources=False``: the values only (a sweep's check reads each data set and probes each model once)."""
     if tasks is not None:
         check_task(cfg.get("task", "train"), tasks)
     check_run(cfg)
@@ -38,7 +39,8 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
     if cfg.get("solver") is not None:
         check_solver("solver", cfg.solver)
     check_memorization(cfg.get("callbacks"))
-    check_sources(cfg)
+    if sources:
+        check_sources(cfg)
 
 
 # -- values -------------------------------------------------------------------------------------------

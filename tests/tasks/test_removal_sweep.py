@@ -37,13 +37,26 @@ def test_tiny_removal_sweep(tmp_path):
 
 
 def test_failing_job_is_reported_not_fatal(tmp_path):
-    # pct=150 is invalid: those jobs fail, the pct=0 jobs still finish, the report names the failures
-    proc = sweep(tmp_path, "removal.pct=0,150", "removal.strategy=top")
+    # each value alone is fine (the sweep's own check passes), one combination is not: ranking by
+    # loo_score needs a solver with the own term, and smoke_removal's identity solver has none; so the
+    # top/loo_score job fails, the others finish, and the report names the failure
+    proc = sweep(tmp_path, "removal.pct=30", "removal.strategy=random,top", "removal.score=mem_score,loo_score")
     assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran on, and says at the end that it failed
     summary = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv")
-    assert summary["removal_pct"].tolist() == [0]
+    assert (summary["removal_pct"] == 30).all() and "top" in set(summary["strategy"])
     problems = (tmp_path / "sweep" / "removal_problems.txt").read_text()
-    assert "failed" in problems and "pct" in problems
+    assert "failed" in problems and "loo_score" in problems
+
+
+def test_bad_value_stops_the_sweep_before_any_job(tmp_path):
+    # the command: one bad value among 2 x 2 x 2 jobs; checked once, before the first job
+    proc = sweep(tmp_path, "removal.pct=0,150", "seed=0,1")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "removal.pct=150" in errors[0] and "no job ran" in errors[0]
+    assert proc.stderr.count("removal.pct=150") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep" / "removal_summary.csv").exists()
+    assert not list(tmp_path.glob("sweep/*/job_failed.json"))
 
 
 def test_sweep_over_seeds_and_draws_writes_stats(tmp_path):
