@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,22 @@ BACKBONES = ("resnet50", "efficientnet_lite0", "random")
 # Names of the pretrained weights, known without loading them (the cache key needs them offline).
 PRETRAINED_WEIGHTS = {"resnet50": "IMAGENET1K_V1", "efficientnet_lite0": "efficientnet-lite0-57934424"}
 RANDOM_INPUT_SIZE = 32
+
+
+def backbone_offline_needs(name: str) -> list[tuple[str, str]]:
+    """resnet50's ImageNet weights: nothing when torch's hub cache holds them or their server answers
+    (efficientnet_lite0's ship with its package; random has none)."""
+    from torchvision.models import ResNet50_Weights
+
+    from ..utils.network import reachable
+
+    if name != "resnet50":
+        return []
+    url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
+    cached = (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+    if cached or reachable("https://download.pytorch.org"):
+        return []
+    return [("data.backbone=resnet50 (ImageNet weights)", "data.backbone=efficientnet_lite0")]
 
 
 def weights_tag(name: str, pretrained: bool = True, *, seed: int = 0, channels: int = 16) -> str:
