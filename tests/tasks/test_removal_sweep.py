@@ -39,11 +39,12 @@ def test_tiny_removal_sweep(tmp_path):
 def test_failing_job_is_reported_not_fatal(tmp_path):
     # each value alone is fine (the sweep's own check passes), one combination is not: ranking by
     # loo_score needs a solver with the own term, and smoke_removal's identity solver has none; so the
-    # top/loo_score job fails, the others finish, and the report names the failure
-    proc = sweep(tmp_path, "removal.pct=30", "removal.strategy=random,top", "removal.score=mem_score,loo_score")
+    # top/loo_score job fails, the others finish (at X = 0: one training and its duplicates), and the
+    # report names the failure
+    proc = sweep(tmp_path, "removal.pct=0", "removal.strategy=random,top", "removal.score=mem_score,loo_score")
     assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran on, and says at the end that it failed
     summary = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv")
-    assert (summary["removal_pct"] == 30).all() and "top" in set(summary["strategy"])
+    assert summary["removal_pct"].tolist() == [0] * len(summary) and len(summary) >= 1
     problems = (tmp_path / "sweep" / "removal_problems.txt").read_text()
     assert "failed" in problems and "loo_score" in problems
 
