@@ -77,9 +77,8 @@ def check_sweep(config: DictConfig, tasks: Collection[str] | None = None) -> int
                 resolve_data_classes(job)
                 seen_sources.add(sources)
             checked += 1
-    finally:
-        if previous is not None:
-            HydraConfig.instance().set_config(previous)
+    finally:  # the sweep's own config (or none, in tests) again
+        HydraConfig.instance().cfg = previous
     return checked
 
 
