@@ -4,7 +4,8 @@
 ``data=image_folder`` under a generic study adds ``setup=image_folder`` (:mod:`memlab.config_overrides`).
 The job is :func:`memlab.tasks.runner.main`: memlab's own errors (config, data, model loading) print one
 line to stderr and exit 1; ``HYDRA_FULL_ERROR=1`` or ``-v`` shows the traceback. A sweep with
-failed jobs exits 1 after its reports are written.
+failed jobs exits 1 after its reports are written. ``data.limit_train=N`` works without ``+`` for every text
+data set (:data:`OPTIONAL_KEYS`).
 """
 import os
 import sys
@@ -17,6 +18,9 @@ from memlab.config_overrides import with_data_setup
 from memlab.help import help_text, wants_help
 
 VERBOSE_FLAGS = ("-v", "--verbose")
+# keys that every text data module takes (a code default) but no data YAML holds, so that adding one would not
+# move the cache keys of the configs without it: given as plain ``key=value``, they are added (``++key=value``)
+OPTIONAL_KEYS = ("data.limit_train",)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -26,6 +30,11 @@ def main(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 
 
+def with_optional_keys(args: list[str]) -> list[str]:
+    """``args`` with each plain override of an :data:`OPTIONAL_KEYS` key made ``++key=value`` (add or set)."""
+    return [f"++{a}" if a.split("=", 1)[0] in OPTIONAL_KEYS and "=" in a else a for a in args]
+
+
 def cli() -> None:
     if wants_help(sys.argv[1:]):  # memlab's page, not Hydra's generic one with a config dump
         print(help_text(), end="")
@@ -33,7 +42,7 @@ def cli() -> None:
     if any(a in VERBOSE_FLAGS for a in sys.argv[1:]):  # ours, not Hydra's: show tracebacks
         sys.argv = [a for a in sys.argv if a not in VERBOSE_FLAGS]
         os.environ["HYDRA_FULL_ERROR"] = "1"
-    sys.argv = [sys.argv[0], *with_data_setup(sys.argv[1:])]  # data=image_folder: its own setup
+    sys.argv = [sys.argv[0], *with_optional_keys(with_data_setup(sys.argv[1:]))]  # image_folder's setup; data.limit_train
     main()
     from memlab.jobs.failed_jobs import FAILED_IN_SWEEPS
 

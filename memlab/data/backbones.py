@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +36,29 @@ BACKBONES = ("resnet50", "efficientnet_lite0", "random")
 # Names of the pretrained weights, known without loading them (the cache key needs them offline).
 PRETRAINED_WEIGHTS = {"resnet50": "IMAGENET1K_V1", "efficientnet_lite0": "efficientnet-lite0-57934424"}
 RANDOM_INPUT_SIZE = 32
+
+
+def backbone_offline_needs(name: str, weights_file=None,
+                           fix: str = "data.backbone=efficientnet_lite0") -> list[tuple[str, str]]:
+    """The backbone's weights when they would be downloaded: nothing for a weights file, memlab's packaged or
+    random backbones, or weights already in torch's hub cache or whose server answers; else (what, ``fix``)."""
+    from ..utils.network import reachable
+
+    if weights_file is not None or name in ("random", "efficientnet_lite0"):
+        return []
+    if name == "resnet50":  # memlab's ResNet-50 pins the weights the study used
+        from torchvision.models import ResNet50_Weights
+
+        url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
+    else:
+        from .torchvision_backbone import default_weights
+
+        weights = default_weights(name)
+        url = weights.url if weights is not None else None
+    cached = url is not None and (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+    if cached or reachable("https://download.pytorch.org"):
+        return []
+    return [(f"data.backbone={name} (ImageNet weights)", fix)]
 
 
 def uses_torchvision_loader(name: str, weights_file: str | os.PathLike | None = None) -> bool:

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .empty_texts import check_no_empty_texts
 from .text_sources import carve_missing_splits
 
 SPLITS = ("train", "val", "test")
@@ -51,9 +52,10 @@ def read_custom(path: str, columns: CustomColumns, class_names: Sequence[str] | 
                 num_classes: int | None = None, hub_config: str | None = None,
                 split_names: dict | None = None, seed: int = 0, val_size: float | int = 0.1,
                 test_size: float | int = 0.1, split_from_train: bool = False,
-                cache_dir: str | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+                cache_dir: str | None = None, drop_empty: bool = False) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """({"train","val","test"} -> DataFrame(text, [text_pair,] label, sample_index), class names).
-    A missing dev or test split is an error unless ``split_from_train`` (a seeded split of train)."""
+    A missing dev or test split is an error unless ``split_from_train`` (a seeded split of train);
+    empty texts are an error naming their rows unless ``drop_empty`` (the data module drops them)."""
     if not path:
         raise DataError("data=custom needs data.path: a folder of train/dev/test files, a save_to_disk folder "
                         "or a hub id")
@@ -64,6 +66,8 @@ def read_custom(path: str, columns: CustomColumns, class_names: Sequence[str] | 
     names, encoded = encode_labels({s: (df[columns.label], tables[s][1]) for s, df in raw.items()},
                                    class_names or label_names, num_classes)
     frames = {split: _standardize(df, tables[split][1], columns, encoded[split]) for split, df in raw.items()}
+    for split, frame in frames.items():
+        check_no_empty_texts(frame, tables[split][1], drop_empty)
     _check_classes(frames["train"], tables["train"][1], names)
     missing = [s for s in ("test", "val") if s not in frames]
     if missing and not split_from_train:
@@ -73,6 +77,25 @@ def read_custom(path: str, columns: CustomColumns, class_names: Sequence[str] | 
 
 
 # -- where the tables come from ---------------------------------------------------------------------
+def custom_offline_needs(path: str | None) -> list[tuple[str, str]]:
+    """``data=custom``'s path before anything else is checked or loaded: none, or a folder that is not
+    there, is a DataError naming it; a hub id needs the hub or the datasets cache (``[(what, override)]``).
+    The data itself is read and checked next (:func:`read_custom`)."""
+    from ..utils.network import hub_dataset_cached, hub_reachable
+
+    if not path:
+        raise ConfigError("data=custom needs data.path=DIR (a folder of train/dev/test files or a save_to_disk "
+                        "folder) or data.path=HUB_ID")
+    path = str(path)
+    if os.path.exists(os.path.expanduser(path)):
+        return []
+    if path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise DataError(f"data.path={path}: no such folder")
+    if hub_dataset_cached(path) or hub_reachable():
+        return []
+    return [(f"data.path={path} (a hub data set)", "data.path=DIR (a folder of train/dev/test files)")]
+
+
 def load_tables(path: str, hub_config: str | None, split_names: dict, cache_dir: str | None) -> dict:
     """{split: (datasets.Dataset, where it is: a file, a folder/split or hub id [split])}; train always."""
     root = Path(path).expanduser()

@@ -329,6 +329,18 @@ class GeneratedSource(ImageSource):
         return ImageSplit(images, labels)
 
 
+def cifar10_offline_needs(dir: str | os.PathLike | None) -> list[tuple[str, str]]:
+    """``data.source=hub``: nothing when CIFAR-10 is already in ``dir`` or its server answers."""
+    from torchvision.datasets import CIFAR10
+
+    from ..utils.network import reachable
+
+    downloaded = dir and (Path(dir).expanduser() / CIFAR10.base_folder).is_dir()
+    if not downloaded and not reachable(CIFAR10.url):
+        return [("data.source=hub (CIFAR-10)", "data.source=local data.dir=DIR (or data=fashion_mnist)")]
+    return []
+
+
 # -- factory ------------------------------------------------------------------------------------------
 def open_source(source: str, dir: str | os.PathLike | None = None, *, image_size: int | None = None,
                 generated_sizes: tuple[int, int] = (80, 40), num_classes: int = 4) -> ImageSource:

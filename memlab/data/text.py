@@ -7,8 +7,10 @@ data through HF ``datasets``, your column names, string labels: :mod:`memlab.dat
 ``generated``. Examples are
 tokenised once and held as columns (:mod:`memlab.data.columns`: memory does not grow by a dict of
 tensors per example); each carries its stable ``sample_index``. ``limit_train=N`` keeps a seeded sample of
-N training examples (the data seed; scale benchmarks). Cached prefix outputs (``hidden``) are views of
-an on-disk store, read per batch by :meth:`TextDataModule.collate`.
+N training examples (the data seed; scale benchmarks; ``data.limit_train=N`` composes for every text data
+set: :mod:`memlab.__main__`). ``drop_empty=True`` leaves out rows with an empty text (else an error naming
+them: :mod:`memlab.data.empty_texts`). Cached prefix outputs (``hidden``) are views of an on-disk store,
+read per batch by :meth:`TextDataModule.collate`.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .base import DataError, MemlabDataModule
 from .columns import ColumnDataset, RaggedColumn
 from .custom_source import CustomColumns, read_custom
 from .disk_store import materialize
+from .empty_texts import check_no_empty_texts, drop_empty_texts
 from .text_sources import PHRASE_DATASETS, generate, limit_rows, read_hub, read_local, read_local_phrases
 
 
@@ -37,8 +40,10 @@ class TextDataModule(MemlabDataModule):
                  limit_train: int | None = None, path: str | None = None, text_column: str = "text",
                  text_pair_column: str | None = None, label_column: str = "label", id_column: str | None = None,
                  hub_config: str | None = None, split_names: dict | None = None, cache_dir: str | None = None,
-                 **kwargs):
+                 drop_empty: bool = False, **kwargs):
         super().__init__(**kwargs)
+        # rows with an empty text: an error naming them, or (True) left out and counted in dropped_empty
+        self.drop_empty, self.dropped_empty = bool(drop_empty), {}
         self.limit_train = None if limit_train is None else int(limit_train)
         self.split_from_train = split_from_train  # local files: carve a missing dev/test out of train
         self.name, self.source, self.dir, self.pair = name, source, dir, pair or bool(text_pair_column)
@@ -70,7 +75,7 @@ class TextDataModule(MemlabDataModule):
             if self.name in PHRASE_DATASETS:
                 return read_local_phrases(self.dir, self.seed)
             return read_local(self.dir, self.num_classes, self.pair, self.seed, self.val_size, self.test_size,
-                              self.split_from_train)
+                              self.split_from_train, self.drop_empty)
         if self.source == "hub":
             if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
                 raise DataError("data.source=hub but the hub is offline; use data.source=local data.dir=DIR")
@@ -78,7 +83,8 @@ class TextDataModule(MemlabDataModule):
         if self.source == "custom":
             frames, self.class_names = read_custom(
                 self.path, self.custom_columns, self.given_class_names, self.num_classes, self.hub_config,
-                self.split_names, self.seed, self.val_size, self.test_size, self.split_from_train, self.cache_dir)
+                self.split_names, self.seed, self.val_size, self.test_size, self.split_from_train, self.cache_dir,
+                self.drop_empty)
             self.num_classes = len(self.class_names)
             return frames
         if self.source == "generated":
@@ -87,6 +93,11 @@ class TextDataModule(MemlabDataModule):
 
     def build_splits(self) -> dict[str, ColumnDataset]:
         self.frames = self.read_frames()
+        if self.drop_empty:
+            self.frames, self.dropped_empty = drop_empty_texts(self.frames)
+        else:  # hub and generated data: the readers of files have named theirs already
+            for split, frame in self.frames.items():
+                check_no_empty_texts(frame, f"data={self.name} ({split} split)")
         self.frames["train"] = limit_rows(self.frames["train"], self.limit_train, self.seed)
         return {split: self.tokenize(df) for split, df in self.frames.items()}
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .empty_texts import check_no_empty_texts
 
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "premise")
 PAIR_COLUMNS = ("sentence2", "hypothesis", "text_pair")
@@ -103,9 +104,10 @@ def carve_split(df: pd.DataFrame, n: int | float, seed: int) -> tuple[pd.DataFra
 
 def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: int,
                val_size: float | int = 0.1, test_size: float | int = 0.1,
-               split_from_train: bool = False) -> dict[str, pd.DataFrame]:
+               split_from_train: bool = False, drop_empty: bool = False) -> dict[str, pd.DataFrame]:
     """The study's CSV layout. A missing dev or test file is an error, unless ``split_from_train``:
-    then that split is a seeded sample carved out of train.csv."""
+    then that split is a seeded sample carved out of train.csv. Empty texts are an error naming their
+    rows unless ``drop_empty`` (then the data module drops them)."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"data.dir={data_dir} is not a folder; point data.dir at a folder with train.csv")
@@ -114,6 +116,7 @@ def read_local(data_dir: str | os.PathLike, num_classes: int, pair: bool, seed: 
         found = next((root / n for n in names if (root / n).is_file()), None)
         if found is not None:
             splits[split] = _standardize(read_csv(found), found, num_classes, pair)
+            check_no_empty_texts(splits[split], str(found), drop_empty)
     if "train" not in splits:
         raise DataError(f"{root}/train.csv not found; point data.dir at a folder with train.csv")
     missing = [split for split in ("test", "val") if split not in splits]
@@ -262,6 +265,17 @@ def read_local_phrases(data_dir: str | os.PathLike, seed: int) -> dict[str, pd.D
              "conflicting labels)", counts["phrases"], len(trees), trees_file, counts["nodes"],
              counts["polar_nodes"], counts["label_conflicts"])
     return splits
+
+
+def hub_offline_needs(name: str, hub_id: str | None = None) -> list[tuple[str, str]]:
+    """``data.source=hub``: nothing when the data set is in the datasets cache or the hub answers, else
+    what needs the download and the override that avoids it."""
+    from ..utils.network import hub_dataset_cached, hub_offline, hub_reachable
+
+    repo = hub_id or HUB_IDS.get(name, name)
+    if hub_offline() or not (hub_dataset_cached(repo) or hub_reachable()):
+        return [(f"data.source=hub ({name})", "data.source=local data.dir=DIR")]
+    return []
 
 
 def limit_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

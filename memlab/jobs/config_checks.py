@@ -1,20 +1,16 @@
 """Checks of a composed config that run before any data or model is loaded and before any training:
-the task, the removal settings, the solvers, the scoring callback, the data (local CSVs are read and
-their columns and labels checked) and the model (a path must exist). Whatever needs the Hugging Face
-hub or another download is checked against the network once, so an offline run stops within seconds
-with one line that names every override it needs.
+the task, the removal settings, the solvers, the scoring callback; then the data (a missing folder named
+first; local CSVs read by their own reader) and the model (a path must exist), each through its source's
+own probe (:mod:`memlab.utils.network`), so that an offline run stops within seconds with one line that
+names every override it needs.
 
 Every failure is one :class:`~memlab.errors.ConfigError` (or ``DataError`` / ``ModelLoadError``) line
 naming the key, the value and what is allowed. :func:`memlab.tasks.runner.run` calls :func:`check_config` first.
 """
 from __future__ import annotations
 
-import functools
-import os
-import socket
 from pathlib import Path
 from typing import Any, Collection
-from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
@@ -25,12 +21,12 @@ from .trak_settings import trak_settings
 REMOVAL_STRATEGIES = (*STRATEGIES, "none")  # "none": a plain training job
 TEXT_SOURCES = ("hub", "local", "custom", "generated")
 IMAGE_SOURCES = ("hub", "local", "fashion_mnist", "generated")
-HUB_ENDPOINT = "https://huggingface.co"
 
 
-def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
+def check_config(cfg: DictConfig, tasks: Collection[str] | None = None, sources: bool = True) -> None:
     """Raise one-line errors for every config value that cannot work, before anything is loaded;
-    ``tasks``: the allowed values of ``task`` (memlab.tasks.runner.TASKS), checked first when given."""
+    ``tasks``: the allowed values of ``task`` (memlab.tasks.runner.TASKS), checked first when given;
+    ``sources=False``: the values only (a sweep's check reads each data set and probes each model once)."""
     if tasks is not None:
         check_task(cfg.get("task", "train"), tasks)
     check_run(cfg)
@@ -39,8 +35,9 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None) -> None:
     if cfg.get("solver") is not None:
         check_solver("solver", cfg.solver)
     check_memorization(cfg.get("callbacks"))
-    check_sources(cfg)
     trak_settings(cfg)  # candidates.trak (validate, label_noise)
+    if sources:
+        check_sources(cfg)
 
 
 # -- values -------------------------------------------------------------------------------------------
@@ -146,10 +143,13 @@ def check_memorization(callbacks: DictConfig | None) -> None:
             raise error
 
 
-# -- data and model -----------------------------------------------------------------------------------
+# -- data and model: each source's own probe ----------------------------------------------------------
 def check_sources(cfg: DictConfig) -> None:
-    """Local data read and checked, model path checked; then, if anything needs a download and the
-    network is not there, one line naming all overrides that avoid it."""
+    """The data first (a missing folder is named before any model is looked at), then the model; then,
+    if anything needs a download and the network is not there, one line naming all overrides that avoid it.
+    The probes are the sources' own (:mod:`memlab.utils.network` lists them)."""
+    from ..utils.pretrained import pretrained_offline_needs
+
     needs = []  # (what needs a download, the override that avoids it)
     data = cfg.get("data")
     if data is not None:
@@ -162,7 +162,9 @@ def check_sources(cfg: DictConfig) -> None:
             needs += check_image_folder_data(data)
     model = cfg.get("model")
     if model is not None and model.get("pretrained"):
-        needs += check_pretrained(str(model.pretrained))
+        from ..model.encoders import check_encoder_config
+
+        needs += pretrained_offline_needs(str(model.pretrained))
         check_encoder_config(str(model.pretrained), (model.get("net") or {}).get("freeze_layers"))
     if needs:
         what = " and ".join(w for w, _ in needs)
@@ -172,67 +174,58 @@ def check_sources(cfg: DictConfig) -> None:
 
 
 def check_text_data(data: DictConfig) -> list[tuple[str, str]]:
-    from ..data.text_sources import HUB_IDS, read_local
+    """The source, the text-only settings, and the source's own check (a local folder is read now by the
+    same reader as training: columns, labels, sample indices, empty texts)."""
+    from ..data.custom_source import custom_offline_needs
+    from ..data.text_sources import hub_offline_needs, read_local
 
     source = data.get("source", "local")
     one_of("data.source", source, TEXT_SOURCES)
+    if data.get("limit_train") is not None:
+        integer("data.limit_train", data.get("limit_train"), 1)
+    if data.get("drop_empty") is not None and not isinstance(data.get("drop_empty"), bool):
+        raise ConfigError(f"data.drop_empty={data.get('drop_empty')!r} is not allowed; allowed: true, false")
     if source == "local":
         if not data.get("dir"):
             raise ConfigError("data.source=local needs data.dir=DIR (a folder with train.csv, dev.csv, test.csv)")
-        # the same reader as training: columns, labels and sample indices checked now, not after an epoch
         read_local(data.dir, int(data.get("num_classes", 2)), bool(data.get("pair", False)), int(data.get("seed", 0)),
-                   data.get("val_size", 0.1), data.get("test_size", 0.1), bool(data.get("split_from_train", False)))
+                   data.get("val_size", 0.1), data.get("test_size", 0.1), bool(data.get("split_from_train", False)),
+                   bool(data.get("drop_empty", False)))
     if source == "custom":
-        return check_custom_path(data.get("path"))
+        return custom_offline_needs(data.get("path"))
     if source == "hub":
-        hub_id = data.get("hub_id") or HUB_IDS.get(data.get("name"), data.get("name"))
-        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        if offline or not (hub_dataset_cached(hub_id) or reachable(hub_endpoint())):
-            return [(f"data.source=hub ({data.get('name')})", "data.source=local data.dir=DIR")]
-    return []
-
-
-def check_custom_path(path: str | None) -> list[tuple[str, str]]:
-    """``data=custom`` needs ``data.path``; a hub id needs the hub or the datasets cache (the data itself
-    is read and checked next, by :func:`memlab.jobs.data_classes.resolve_data_classes`)."""
-    if not path:
-        raise ConfigError("data=custom needs data.path=DIR (a folder of train/dev/test files or a save_to_disk "
-                          "folder) or data.path=HUB_ID")
-    local = os.path.exists(os.path.expanduser(str(path))) or str(path).startswith(("/", ".", "~"))
-    if local or str(path).count("/") > 1 or hub_dataset_cached(str(path)):
-        return []
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1" \
-            or not reachable(hub_endpoint()):
-        return [(f"data.path={path} (a hub data set)", "data.path=DIR (a folder of train/dev/test files)")]
+        return hub_offline_needs(data.get("name"), data.get("hub_id"))
     return []
 
 
 def check_image_data(data: DictConfig) -> list[tuple[str, str]]:
-    from ..data.image_sources import open_source
+    from ..data.backbones import backbone_offline_needs
+    from ..data.image_sources import cifar10_offline_needs, open_source
 
     source = data.get("source")
     one_of("data.source", source, IMAGE_SOURCES)
     check_backbone_name(data)
+    for key in ("limit_train", "drop_empty"):
+        if key in data:
+            raise ConfigError(f"data.{key} is for text data; image data: data.train_size=N")
     needs = []
     if source in ("local", "fashion_mnist"):
         open_source(source, data.get("dir"), image_size=data.get("image_size"))  # checks the files are there
     if source == "hub":
-        from torchvision.datasets import CIFAR10
-
-        downloaded = data.get("dir") and (Path(data.dir).expanduser() / CIFAR10.base_folder).is_dir()
-        if not downloaded and not reachable(CIFAR10.url):
-            needs.append(("data.source=hub (CIFAR-10)", "data.source=local data.dir=DIR (or data=fashion_mnist)"))
-    return needs + backbone_weights_needs(data, "data.backbone=efficientnet_lite0")
+        needs += cifar10_offline_needs(data.get("dir"))
+    return needs + backbone_offline_needs(str(data.get("backbone")), data.get("backbone_weights"))
 
 
 def check_image_folder_data(data: DictConfig) -> list[tuple[str, str]]:
     """``data=image_folder``: the folder first (layout, class folders, every picture's header), then the
     backbone (a known name, its weights file, or torchvision's weights cached or downloadable)."""
+    from ..data.backbones import backbone_offline_needs
     from ..data.image_folder_source import check_image_folder
 
     check_image_folder(data.get("path"))
     check_backbone_name(data)
-    return backbone_weights_needs(data, "data.backbone_weights=FILE (a state_dict saved by torch.save)")
+    return backbone_offline_needs(str(data.get("backbone")), data.get("backbone_weights"),
+                                  "data.backbone_weights=FILE (a state_dict saved by torch.save)")
 
 
 def check_backbone_name(data: DictConfig) -> None:
@@ -247,119 +240,3 @@ def check_backbone_name(data: DictConfig) -> None:
     check_model_name(str(backbone))
     if weights is not None:
         weights_file_fingerprint(weights)  # the file exists
-
-
-def backbone_weights_needs(data: DictConfig, fix: str) -> list[tuple[str, str]]:
-    """The backbone's weights when neither a file nor cached: a download, or ``fix``."""
-    backbone = data.get("backbone")
-    if data.get("backbone_weights") is not None or backbone in ("random", "efficientnet_lite0"):
-        return []
-    if torchvision_weights_cached(str(backbone)) or reachable("https://download.pytorch.org"):
-        return []
-    return [(f"data.backbone={backbone} (ImageNet weights)", fix)]
-
-
-def check_pretrained(name: str) -> list[tuple[str, str]]:
-    """A local folder must exist and a packaged model be installed; a hub id needs the hub or its cache."""
-    from ..model.encoders import ModelLoadError, resolve_pretrained
-
-    if name == "tiny-random":
-        return []
-    if name.startswith("packaged:"):
-        resolve_pretrained(name)  # ModelLoadError naming the pip command when it is not installed
-        return []
-    if os.path.isdir(os.path.expanduser(name)):
-        return []
-    if name.startswith(("/", ".", "~")) or os.path.exists(name) or name.count("/") > 1:
-        raise ModelLoadError(f"model.pretrained={name}: no such folder; pass model.pretrained=/path/to/model "
-                             f"(a folder with config.json) or model=minilm")
-    if hub_model_cached(name):
-        return []
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not reachable(hub_endpoint()):
-        return [(f"model.pretrained={name}", "model=minilm")]
-    return []
-
-
-def check_encoder_config(name: str, freeze_layers) -> None:
-    """The encoder's config.json (a folder's, a package's, or a hub id's cached one): a supported
-    architecture, and ``model.net.freeze_layers`` within its layers (an uncached hub id: when it loads)."""
-    import json
-
-    from ..model.encoders import check_architecture, encoder_layer_count, resolve_pretrained
-
-    if name == "tiny-random":
-        return
-    if name.startswith("packaged:") or os.path.isdir(os.path.expanduser(name)):
-        config_file = Path(resolve_pretrained(name)[0]).expanduser() / "config.json"
-    else:  # a hub id: its cached config.json, when there is one
-        from huggingface_hub import try_to_load_from_cache
-
-        try:
-            cached = try_to_load_from_cache(name, "config.json")
-        except Exception:  # not a valid repo id: loading it names the problem
-            return
-        if not isinstance(cached, str):
-            return
-        config_file = Path(cached)
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return  # loading it names the problem
-    check_architecture(config.get("model_type"), name)
-    layers = encoder_layer_count(config)
-    if freeze_layers is not None and layers is not None:
-        integer("model.net.freeze_layers", freeze_layers, 0, layers)
-
-
-# -- what is on this machine, what can be reached -------------------------------------------------------
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)
-
-
-def hub_model_cached(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # a name that is not a valid repo id is not in the cache either
-        return False
-
-
-def hub_dataset_cached(repo_id: str) -> bool:
-    """Whether the datasets library or the hub cache already holds ``repo_id`` (usable offline)."""
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    home = Path(os.environ.get("HF_DATASETS_CACHE", Path(HF_HUB_CACHE).parent / "datasets"))
-    return (Path(HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}").is_dir() or \
-        (home / repo_id.replace("/", "___")).is_dir()
-
-
-def torchvision_weights_cached(backbone: str) -> bool:
-    """Whether the weights ``data.backbone`` loads without a file are in torch's hub cache."""
-    import torch
-
-    if backbone == "resnet50":  # memlab's ResNet-50 pins the weights the study used
-        from torchvision.models import ResNet50_Weights
-
-        from ..data.backbones import PRETRAINED_WEIGHTS
-
-        url = ResNet50_Weights[PRETRAINED_WEIGHTS["resnet50"]].url
-    else:
-        from ..data.torchvision_backbone import default_weights
-
-        weights = default_weights(backbone)
-        if weights is None:
-            return False
-        url = weights.url
-    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
-
-
-@functools.lru_cache(maxsize=8)
-def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the host of ``url`` opens within ``timeout`` seconds."""
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -19,7 +19,8 @@ def custom_reader_args(data: DictConfig) -> dict:
                 num_classes=data.get("num_classes"), hub_config=data.get("hub_config"),
                 split_names=dict(data.get("split_names") or {}), seed=int(data.get("seed", 0)),
                 val_size=data.get("val_size", 0.1), test_size=data.get("test_size", 0.1),
-                split_from_train=bool(data.get("split_from_train", False)), cache_dir=data.get("cache_dir"))
+                split_from_train=bool(data.get("split_from_train", False)), cache_dir=data.get("cache_dir"),
+                drop_empty=bool(data.get("drop_empty", False)))
 
 
 def resolve_data_classes(cfg: DictConfig) -> None:

@@ -81,6 +81,8 @@ def train_model(cfg: DictConfig, exclude: Iterable[int] | None = None, callbacks
         metrics["data/split_from_train"] = int(bool(cfg.data.split_from_train))
         for split in ("val", "test"):
             metrics[f"data/n_{split}"] = len(datamodule.splits[split]) if datamodule.splits else 0
+    if getattr(datamodule, "drop_empty", False):  # data.drop_empty=true: how many empty-text rows were left out
+        metrics["data/dropped_empty"] = sum(datamodule.dropped_empty.values())
     if getattr(datamodule, "class_names", None):  # label i of scores.csv is class_names[i]
         metrics["data/class_names"] = list(datamodule.class_names)
     return Trained(datamodule, model, trainer, metrics)

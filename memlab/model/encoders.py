@@ -27,6 +27,45 @@ def encoder_layer_count(config: dict) -> int | None:
     return layer_count(config)
 
 
+def check_encoder_config(name: str, freeze_layers) -> None:
+    """The encoder's config.json (a folder's, a package's, or a hub id's cached one): a supported
+    architecture, and ``model.net.freeze_layers`` within its layers (an uncached hub id: when it loads)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    if name == "tiny-random":
+        return
+    if name.startswith("packaged:") or os.path.isdir(os.path.expanduser(name)):
+        config_file = Path(resolve_pretrained(name)[0]).expanduser() / "config.json"
+    else:  # a hub id: its cached config.json, when there is one
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(name, "config.json")
+        except Exception:  # not a valid repo id: loading it names the problem
+            return
+        if not isinstance(cached, str):
+            return
+        config_file = Path(cached)
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return  # loading it names the problem
+    check_architecture(config.get("model_type"), name)
+    layers = encoder_layer_count(config)
+    if freeze_layers is None or layers is None:
+        return
+    if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int):
+        raise ConfigError(f"model.net.freeze_layers={freeze_layers!r} is not an integer; allowed: an integer "
+                          f"from 0 to {layers}")
+    if not 0 <= freeze_layers <= layers:
+        raise ConfigError(f"model.net.freeze_layers={freeze_layers!r} is out of range; allowed: an integer "
+                          f"from 0 to {layers}")
+
+
 def tiny_bert_config(vocab_size: int, layers: int = 6, hidden: int = 32):
     from transformers import BertConfig
 

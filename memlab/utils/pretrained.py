@@ -34,6 +34,26 @@ def resolve_pretrained(name: str) -> tuple[str, bool]:
     return name, os.environ.get("HF_HUB_OFFLINE", "0") == "1"
 
 
+def pretrained_offline_needs(name: str) -> list[tuple[str, str]]:
+    """A ``model.pretrained`` value readable offline? A local folder must exist and a packaged model be
+    installed (else ModelLoadError); a hub id needs its cache or the hub (``[(what, override)]``)."""
+    from .network import hub_endpoint, hub_model_cached, reachable
+
+    if name == "tiny-random":
+        return []
+    if name.startswith("packaged:"):
+        resolve_pretrained(name)  # ModelLoadError naming the pip command when it is not installed
+        return []
+    if os.path.isdir(os.path.expanduser(name)):
+        return []
+    if name.startswith(("/", ".", "~")) or os.path.exists(name) or name.count("/") > 1:
+        raise ModelLoadError(f"model.pretrained={name}: no such folder; pass model.pretrained=/path/to/model "
+                             f"(a folder with config.json) or model=minilm")
+    if hub_model_cached(name) or (os.environ.get("HF_HUB_OFFLINE") != "1" and reachable(hub_endpoint())):
+        return []
+    return [(f"model.pretrained={name}", "model=minilm")]
+
+
 def load_tokenizer(name: str):
     """Tokenizer for ``model.pretrained`` (the tiny random model gets a vocabulary shipped in memlab)."""
     from transformers import AutoTokenizer, BertTokenizerFast

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import ROOT
 
@@ -25,6 +26,7 @@ def score_run(out, trainer, *overrides):
     return pd.read_csv(out / "memorization" / "scores.csv")
 
 
+@pytest.mark.slow  # minutes on 2 busy cores (3 processes start); the same behaviour fast: tests/pipeline/test_scoring.py
 def test_ddp_scores_equal_single_process(tmp_path):
     single = score_run(tmp_path / "single", "cpu", "trainer.enable_checkpointing=true")
     (checkpoint,) = (tmp_path / "single" / "checkpoints").glob("*.ckpt")

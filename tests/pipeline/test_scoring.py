@@ -104,3 +104,60 @@ def test_finalize_scores_ranks_by_loo_score_when_the_solver_writes_it():
     out = scoring.finalize_scores(frame, {})
     assert out.set_index("sample_index")["rank"].to_dict() == {3: 1, 1: 2, 2: 3}
     assert list(out.columns)[-1] == "loo_score"
+
+
+def test_two_ranks_equal_one_process(tmp_path):
+    """Data parallelism without processes (the DDP run itself: tests/pipeline/test_ddp_scoring.py, slow):
+    two ranks in threads, each fitting on its half of the data with the curvature all-reduced (summed) and
+    scoring its own chunks, rank 0 merging; the scores equal one process fitting and scoring everything."""
+    import threading
+
+    data = batches()
+    single, _, _ = score(tmp_path / "single", data)
+    meeting, slots, results = threading.Barrier(2), [None, None], [None, None]
+    turn = threading.Lock()  # one rank computes at a time (torch's forward-AD levels are not per thread)
+
+    def wait():  # the strategy's barrier: let the other rank compute until it gets here too
+        turn.release()
+        try:
+            meeting.wait()
+        finally:
+            turn.acquire()
+
+    def all_reduce_for(rank):
+        def all_reduce(t):  # what the strategy's reduce(op="sum") gives every rank
+            slots[rank] = t.clone()
+            wait()
+            total = slots[0] + slots[1]
+            wait()  # both have read the sum before either writes its next statistic
+            return total
+        return all_reduce
+
+    def rank_run(rank, module):
+        turn.acquire()
+        try:
+            results[rank] = run_rank(rank, module)
+        except BaseException as err:  # shown by the assertion below; the other rank stops at the barrier
+            results[rank] = err
+            meeting.abort()
+        finally:
+            turn.release()
+
+    def run_rank(rank, module):
+        return scoring.score_training_set(
+            module, trainable_params(module), TrainingObjective(l2=1e-3), data, data[rank::2],
+            {"name": "exact", "damping": 0.01}, tmp_path / "ddp", list(range(40)), batches_per_chunk=2, rank=rank,
+            world_size=2, all_reduce=all_reduce_for(rank), barrier=wait, progress=False)
+
+    modules = [TinyNet(), TinyNet()]  # the same weights on both ranks (TinyNet seeds itself)
+    threads = [threading.Thread(target=rank_run, args=(rank, modules[rank])) for rank in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(isinstance(r, BaseException) for r in results), results
+    merged, info, _ = results[0]
+    assert results[1][0] is None  # only rank 0 merges
+    assert info["chunks"] == 5 and len(list((tmp_path / "ddp" / "chunks").glob("chunk-*.pt"))) == 5
+    assert merged["sample_index"].tolist() == single["sample_index"].tolist()
+    pd.testing.assert_series_equal(merged["mem_score"], single["mem_score"], rtol=1e-5, atol=1e-10)

@@ -134,10 +134,14 @@ def test_main_command_offline_names_both_overrides(tmp_path):
 
 
 def test_sweep_with_failed_jobs_exits_non_zero_after_its_report(tmp_path):
-    proc, _ = memlab_cli(tmp_path, "-m", "experiment=smoke_removal", "removal.pct=150", "removal.strategy=top,random",
-                         f"hydra.sweep.dir={tmp_path}/sweep")
+    # every swept value passes the sweep's own check; two combinations fail in their jobs (ranked removal by
+    # loo_score needs a solver with the own term; smoke_removal's identity has none); at X = 0 the other jobs
+    # are one training and its duplicates
+    proc, _ = memlab_cli(tmp_path, "-m", "experiment=smoke_removal", "removal.pct=0", "removal.strategy=random,top,bottom",
+                         "removal.score=mem_score,loo_score", f"hydra.sweep.dir={tmp_path}/sweep")
     assert proc.returncode == 1, proc.stderr[-2000:]
     failed = sorted((tmp_path / "sweep").glob("*/job_failed.json"))
-    assert len(failed) == 2 and all("removal.pct=150" in json.loads(f.read_text())["error"] for f in failed)
+    assert len(failed) == 2 and all("removal.score=loo_score" in json.loads(f.read_text())["error"] for f in failed)
     assert (tmp_path / "sweep" / "removal_summary.csv").is_file()  # the report came first
     assert "Traceback" not in proc.stderr
+

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 
@@ -37,13 +38,28 @@ def test_tiny_removal_sweep(tmp_path):
 
 
 def test_failing_job_is_reported_not_fatal(tmp_path):
-    # pct=150 is invalid: those jobs fail, the pct=0 jobs still finish, the report names the failures
-    proc = sweep(tmp_path, "removal.pct=0,150", "removal.strategy=top")
+    # each value alone is fine (the sweep's own check passes), one combination is not: ranking by
+    # loo_score needs a solver with the own term, and smoke_removal's identity solver has none; so the
+    # top/loo_score job fails, the others finish (at X = 0: one training and its duplicates), and the
+    # report names the failure
+    proc = sweep(tmp_path, "removal.pct=0", "removal.strategy=random,top", "removal.score=mem_score,loo_score")
     assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran on, and says at the end that it failed
     summary = pd.read_csv(tmp_path / "sweep" / "removal_summary.csv")
-    assert summary["removal_pct"].tolist() == [0]
+    assert summary["removal_pct"].tolist() == [0] * len(summary) and len(summary) >= 1
     problems = (tmp_path / "sweep" / "removal_problems.txt").read_text()
-    assert "failed" in problems and "pct" in problems
+    assert "failed" in problems and "loo_score" in problems
+
+
+def test_bad_value_stops_the_sweep_before_any_job(tmp_path):
+    # the command: one bad value among 2 x 2 x 2 jobs; checked once, before the first job
+    started = time.perf_counter()
+    proc = sweep(tmp_path, "removal.pct=0,150", "seed=0,1")
+    assert proc.returncode == 1 and time.perf_counter() - started < 60  # no job composed or run: imports only
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: removal.pct=150 is out of range; allowed: a number from 0 to 100 "
+                      "(checked before the sweep; no job ran)"]
+    assert proc.stderr.count("removal.pct=150") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep").exists()  # no job folder, no job_failed.json, no summary
 
 
 def test_sweep_over_seeds_and_draws_writes_stats(tmp_path):
