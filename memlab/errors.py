@@ -37,3 +37,16 @@ def one_line(err: BaseException) -> str:
     """``err`` as one line: its first line, with the type when the message is empty."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def exit_on_memlab_error(err: BaseException, suffix: str = "") -> None:
+    """For an ``except`` block at the command line's edge: memlab's own error behind ``err`` printed as one
+    line (``error: ...`` + ``suffix``) and exit 1; anything else, or ``HYDRA_FULL_ERROR=1``, re-raised."""
+    import os
+    import sys
+
+    known = find_memlab_error(err)
+    if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {one_line(known)}{suffix}", file=sys.stderr)
+    raise SystemExit(1) from None  # not an Exception: Hydra lets it through without a traceback

@@ -10,13 +10,11 @@ and in a multirun logs the failure instead of stopping the sweep (the sweep exit
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..errors import find_memlab_error, one_line
+from ..errors import exit_on_memlab_error, find_memlab_error, one_line
 from ..jobs.config_checks import check_config
 from ..jobs.data_classes import resolve_data_classes
 from ..jobs.failed_jobs import write_job_failed
@@ -80,11 +78,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg).get(cfg.get("optimized_metric", "test/acc"))
     except Exception as err:
-        known = find_memlab_error(err)
-        if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {one_line(known)}", file=sys.stderr)
-        raise SystemExit(1) from None  # not an Exception: Hydra lets it through without a traceback
+        exit_on_memlab_error(err)
 
 
 def in_multirun() -> bool:

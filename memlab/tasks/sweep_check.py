@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from typing import Collection, Iterator
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..errors import find_memlab_error, one_line
+from ..errors import exit_on_memlab_error
 
 log = logging.getLogger("memlab")
 
@@ -92,9 +90,5 @@ class SweepCheck(Callback):
         try:
             n = check_sweep(config, tasks=TASKS)
         except Exception as err:
-            known = find_memlab_error(err)
-            if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: {one_line(known)} (checked before the sweep; no job ran)", file=sys.stderr)
-            raise SystemExit(1) from None  # not an Exception: Hydra lets it through without a traceback
+            exit_on_memlab_error(err, " (checked before the sweep; no job ran)")
         log.info("sweep check: %d job config(s) checked, one per swept value", n)
