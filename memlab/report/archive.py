@@ -5,7 +5,7 @@ folder, e.g. ``docs/results/NAME/multirun/sst2_removal/<date>/<time>/...``; outs
 the folder given).
 
 Kept: ``.hydra/`` configs and overrides, ``multirun.yaml``, and every ``.json``, ``.yaml``, ``.csv``, ``.md``,
-``.txt``, ``.html`` up to 2 MB (metrics.json, diagnostics.json, removal_job.json, the removal summary and stats
+``.txt``, ``.html`` up to 2 MB (a larger CSV with its floats at 5 significant digits when that fits; metrics.json, diagnostics.json, removal_job.json, the removal summary and stats
 CSVs, stability/typicality/reduction-rate CSVs, top_bottom.md, attributions.html; scores.csv only when small),
 plus the studies' main figures (removal.png, reduction_rate.png, typicality.png, stability.png, learning_curve.png, and for images
 top_bottom.png and attributions.png). Never: checkpoints, W&B and CSV logs,
@@ -81,7 +81,9 @@ def archive(dirs: list[Path], to: Path) -> tuple[list[Path], list[Path]]:
             base = to / archived_path(run.path, d)
             roots = run_roots(kept)
             plan += [(f, base / f.relative_to(run.path), roots) for f in kept]
-            too_large += large
+            for f in large:  # a large table may fit with its floats at 5 significant digits
+                (plan.append((f, base / f.relative_to(run.path), roots)) if compact_csv(f) is not None
+                 else too_large.append(f))
     target = to.resolve()
     inside = [str(src) for src, _, _ in plan if src.resolve().is_relative_to(target)]
     if inside:
@@ -89,8 +91,25 @@ def archive(dirs: list[Path], to: Path) -> tuple[list[Path], list[Path]]:
     return [copy_portable(src, dst, roots) for src, dst, roots in plan], too_large
 
 
+def compact_csv(path: Path) -> str | None:
+    """A CSV over the size limit with its floats written at 5 significant digits (ranks and correlations keep
+    their values to ~1e-5), when that fits under the limit; else None."""
+    if path.suffix != ".csv":
+        return None
+    import pandas as pd
+
+    try:
+        text = pd.read_csv(path).to_csv(index=False, float_format="%.5g")
+    except (OSError, ValueError):
+        return None
+    return text if len(text.encode()) <= MAX_BYTES else None
+
+
 def copy_portable(src: Path, dst: Path, roots: list[str]) -> Path:
-    """Copy one file; a text file with its absolute paths made portable (relative to ``roots`` or dropped)."""
+    """Copy one file; a text file with its absolute paths made portable (relative to ``roots`` or dropped);
+    a CSV over the size limit compacted (:func:`compact_csv`)."""
+    if src.stat().st_size > MAX_BYTES and (compact := compact_csv(src)) is not None:
+        return atomic_write_text(dst, portable_text(compact, roots))
     if src.suffix in TEXT_SUFFIXES:
         try:
             return atomic_write_text(dst, portable_text(src.read_text(encoding="utf-8"), roots))

@@ -86,3 +86,26 @@ def test_portable_text_by_hand():
     interpolated = "cache_dir: ${oc.env:MEMLAB_CACHE,${paths.root_dir}/.cache/memlab}"
     assert portable_text(interpolated, roots) == interpolated  # not an absolute path
     assert portable_text("</b> 1/2 a/b/c http://h/x/y", roots) == "</b> 1/2 a/b/c http://h/x/y"
+
+
+def test_a_table_over_the_size_limit_is_kept_compacted_when_that_fits(tmp_path):
+    """A 3 MB scores table is archived with its floats at 5 significant digits (under 2 MB), values kept."""
+    import numpy as np
+    import pandas as pd
+
+    from memlab.report.archive import MAX_BYTES, archive
+
+    run = tmp_path / "outputs" / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("task: validate\n")
+    (run / "metrics.json").write_text("{}")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(20000, 8)), columns=[f"s{i}" for i in range(8)])
+    table.insert(0, "sample_index", np.arange(len(table)))
+    table.to_csv(run / "scores.csv", index=False)
+    assert (run / "scores.csv").stat().st_size > MAX_BYTES
+    copied, too_large = archive([run], tmp_path / "archive")
+    kept = [p for p in copied if p.name == "scores.csv"]
+    assert kept and not too_large and kept[0].stat().st_size <= MAX_BYTES
+    back = pd.read_csv(kept[0])
+    assert np.allclose(back.to_numpy(), table.to_numpy(), rtol=1e-4, atol=1e-9)
