@@ -74,3 +74,10 @@ def resolve_image_folder(cfg: DictConfig) -> None:
             net = (cfg.get("model") or {}).get("net")
             if net is not None and "in_channels" in net and net.get("in_channels") is None:
                 net.in_channels = channels
+
+
+def data_set_name(cfg) -> str:
+    """What a figure calls the data set: ``data.name`` (text), else ``data.source`` (images: fashion_mnist,
+    image_folder, ...), else ``data``."""
+    data = cfg.get("data") or {}
+    return str(data.get("name") or data.get("source") or "data")

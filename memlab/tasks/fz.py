@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..report.study_figures import plot_fz_reliability
 from ..studies.feldman_zhang import (fz_memorization, models_for_reliability, reliability_by_models, sample_subsets,
                                      spearman_against, split_half_reliability)
+from ..jobs.data_classes import data_set_name
 from ..utils.io import atomic_write_csv, atomic_write_text, update_json
 from ..jobs.ranking_cache import load_or_compute_ranking
 from ..jobs.subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
@@ -97,7 +98,7 @@ def write_fz_reference(cfg: DictConfig, out: Path) -> tuple[pd.DataFrame, dict]:
     atomic_write_csv(by_models, out / "fz_reliability.csv")
     if len(by_models):
         plot_fz_reliability(by_models, out / "fz_reliability.png",
-                            title=f"{cfg.data.name}: Feldman-Zhang reliability by number of models")
+                            title=f"{data_set_name(cfg)}: Feldman-Zhang reliability by number of models")
     return table, metrics
 
 

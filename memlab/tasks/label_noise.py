@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 from ..report.study_figures import plot_precision_recall
 from ..studies.label_noise import cleanlab_suspicion, detection_table, stratified_folds
+from ..jobs.data_classes import data_set_name
 from ..utils.io import atomic_write_csv, update_json
 from ..jobs.candidate_scores import candidate_scores
 from ..jobs.subset_training import Predictions, SubsetModel, cached_subset_predictions, training_key, training_split
@@ -92,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     atomic_write_csv(table, out / "label_noise.csv")
     atomic_write_csv(scores.assign(flipped=scores["sample_index"].isin(set(flips["sample_index"]))), out / "scores.csv")
     plot_precision_recall(scores, flips["sample_index"], out / "label_noise_pr.png",
-                          title=f"{cfg.data.name}: {len(flips)} of {len(scores)} labels flipped")
+                          title=f"{data_set_name(cfg)}: {len(flips)} of {len(scores)} labels flipped")
     metrics = {"noise/fraction": float(cfg.noise.fraction), "noise/flipped": len(flips)}
     for row in table.itertuples():
         metrics.update({f"label_noise/{row.score}/auroc": row.auroc, f"label_noise/{row.score}/ap": row.average_precision,

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from ..report.study_figures import plot_scores_vs_fz, plot_validation
 from ..studies.feldman_zhang import attenuation_ceiling, spearman_against
 from ..studies.validation import spearman_intervals, validation_table
+from ..jobs.data_classes import data_set_name
 from ..utils.io import atomic_write_csv, update_json
 from ..jobs.candidate_scores import candidate_scores, candidates_dir
 from ..jobs.trak_candidates import ablation_column, trak_ablation
@@ -47,7 +48,7 @@ def run(cfg: DictConfig) -> dict:
     atomic_write_csv(table, out / "validation.csv")
     atomic_write_csv(spearman_intervals(candidates, fz_table), out / "spearman_intervals.csv")  # small: archived
     atomic_write_csv(candidates.merge(fz_table, on="sample_index"), out / "scores.csv")
-    title = f"{cfg.data.name}: Spearman with FZ ({int(cfg.fz.models)} models, reliability {metrics['fz_reliability']:.2f})"
+    title = f"{data_set_name(cfg)}: Spearman with FZ ({int(cfg.fz.models)} models, reliability {metrics['fz_reliability']:.2f})"
     plot_validation(table, out / "validation.png", title=title)
     plot_scores_vs_fz(candidates, fz_table, out / "validation_by_percentile.png")
     metrics["validate/ceiling"] = ceiling

@@ -26,3 +26,14 @@ def test_fashion_mnist_label_noise_composes_with_its_noise():
     cfg = compose(["experiment=fashion_mnist_label_noise"])
     assert cfg.task == "label_noise" and cfg.data.label_noise == cfg.noise.fraction == 0.1
     assert cfg.task_name == "fashion_mnist_label_noise"
+
+
+def test_image_data_without_a_name_is_called_by_its_source():
+    """Fashion-MNIST's data config has no ``name`` (adding one would move its cache keys): the validate,
+    fz and label-noise figures call it by its source instead of failing on the missing key."""
+    from omegaconf import OmegaConf
+
+    from memlab.jobs.data_classes import data_set_name
+
+    assert data_set_name(OmegaConf.create({"data": {"source": "fashion_mnist"}})) == "fashion_mnist"
+    assert data_set_name(OmegaConf.create({"data": {"name": "sst2", "source": "local"}})) == "sst2"
