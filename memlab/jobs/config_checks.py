@@ -36,6 +36,9 @@ def check_config(cfg: DictConfig, tasks: Collection[str] | None = None, sources:
         check_solver("solver", cfg.solver)
     check_memorization(cfg.get("callbacks"))
     trak_settings(cfg)  # candidates.trak (validate, label_noise)
+    data = cfg.get("data") or {}
+    if data.get("label_noise") and "Image" in str(data.get("_target_", "")):
+        raise ConfigError("data.label_noise is for text data: image data has no seeded label flips yet")
     if sources:
         check_sources(cfg)
 
