@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..studies.estimator_choice import TEXT_COLUMNS, Verdict, leader_disagreements
+from ..studies.estimator_choice import TEXT_COLUMNS, Verdict, leader_disagreements, leading_rivals
 from .estimator_runs import DatasetResult
 from .paper_markdown import DATA_NAMES, _cell, _shown_path, format_seconds
 
@@ -95,10 +95,12 @@ def verdict_lines(table: pd.DataFrame, v: Verdict) -> list[str]:
 
 def disagreement_lines(result: DatasetResult, n: int = 5) -> list[str]:
     ranked = result.table[np.isfinite(result.table["spearman"].to_numpy(dtype=float))]
-    if len(ranked) < 2:
+    rivals = leading_rivals(list(ranked["score"]))
+    if rivals is None:
         return []
-    first, second = ranked["score"].iloc[0], ranked["score"].iloc[1]
-    head = f"**Where `{first}` and `{second}` disagree most** (rank percentile, 100 = most memorized)"
+    first, second = rivals
+    head = (f"**Where `{first}` and `{second}`, the leaders of two kinds of estimator, disagree most** "
+            "(rank percentile, 100 = most memorized)")
     if result.scores is None or first not in result.scores or second not in result.scores:
         return [head + ": – (the run's scores.csv is not among its files)."]
     rows = leader_disagreements(result.scores, first, second, n)

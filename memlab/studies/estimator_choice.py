@@ -108,6 +108,27 @@ def overall_choice(results: dict[str, tuple[pd.DataFrame, Verdict]]) -> dict:
 TEXT_COLUMNS = ("text", "sentence", "premise", "hypothesis")
 
 
+def estimator_family(score: str) -> str:
+    """What kind of estimator a candidate column is, its settings dropped: ``loo_score@damping_rel=0.1`` and
+    ``mem_score@study(...)`` are self-influence, ``trak_loo@M=5`` is TRAK, ``1-P(y|x)`` is the loss."""
+    name = score.split("@")[0]
+    if name in ("mem_score", "loo_score"):
+        return "self-influence"
+    if name.startswith("trak"):
+        return "trak"
+    return {"1-P(y|x)": "loss"}.get(name, name)
+
+
+def leading_rivals(ranked_scores: list[str]) -> tuple[str, str] | None:
+    """The best estimator and the best one of another family (``ranked_scores`` best first): the pair whose
+    disagreements say something (two dampings of one score mostly agree); None with fewer than two families."""
+    if not ranked_scores:
+        return None
+    first = ranked_scores[0]
+    other = next((s for s in ranked_scores[1:] if estimator_family(s) != estimator_family(first)), None)
+    return (first, other) if other else None
+
+
 def leader_disagreements(scores: pd.DataFrame, first: str, second: str, n: int = 5) -> pd.DataFrame:
     """The ``n`` instances whose rank percentiles (0-100, higher = more memorized; average ranks for ties)
     under ``first`` and ``second`` differ most: ``sample_index``, ``pct_<first>``, ``pct_<second>``,

@@ -62,3 +62,15 @@ def test_the_leaders_disagree_most_where_their_rank_percentiles_differ_most():
     assert rows["sample_index"].tolist() == [100 + i for i in order]
     assert rows["pct_one"].tolist() == [pct(first, i) for i in order]
     assert rows["text"].tolist() == [f"t{i}" for i in order] and list(rows.columns[-3:]) == ["fz_mem", "label", "text"]
+
+
+def test_the_disagreement_pair_is_the_best_of_two_kinds_of_estimator():
+    """Two dampings of one score mostly agree: the pair shown is the leader and the best of another family."""
+    from memlab.studies.estimator_choice import estimator_family, leading_rivals
+
+    ranked = ["loo_score@damping_rel=0.001", "loo_score@damping_rel=0.1", "mem_score@damping_rel=10",
+              "trak@M=5", "loss"]
+    assert leading_rivals(ranked) == ("loo_score@damping_rel=0.001", "trak@M=5")
+    assert estimator_family("trak_loo@M=5") == estimator_family("trak") == "trak"
+    assert estimator_family("1-P(y|x)") == "loss"
+    assert leading_rivals(["trak", "trak_loo@M=5"]) is None
