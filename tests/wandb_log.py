@@ -87,7 +87,10 @@ def read_run(run_dir: str | Path) -> OfflineRun:
     for record in records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            run.group, run.job_type, run.name = record.run.run_group, record.run.job_type, record.run.display_name
+            # a run record can repeat (an update at finish) without every field: keep what one has set
+            run.group = record.run.run_group or run.group
+            run.job_type = record.run.job_type or run.job_type
+            run.name = record.run.display_name or run.name
             run.config.update(_items(record.run.config.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))
@@ -102,6 +105,14 @@ def read_run(run_dir: str | Path) -> OfflineRun:
     return run
 
 
-def offline_runs(folder: str | Path) -> list[OfflineRun]:
-    """Every offline run under ``folder`` (any depth)."""
-    return [read_run(p) for p in sorted(Path(folder).rglob("offline-run-*")) if p.is_dir()]
+def offline_runs(folder: str | Path, settle_seconds: float = 20.0) -> list[OfflineRun]:
+    """Every offline run under ``folder`` (any depth). wandb-core may still be writing a finished run's log
+    on a loaded machine: read again (up to ``settle_seconds``) until every run names its group."""
+    import time
+
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        runs = [read_run(p) for p in sorted(Path(folder).rglob("offline-run-*")) if p.is_dir()]
+        if all(r.group for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
