@@ -41,13 +41,16 @@ def score_columns(candidates: pd.DataFrame) -> list[str]:
 
 
 def validation_table(candidates: pd.DataFrame, fz: pd.DataFrame, ceiling: float, top_pct: float = 10,
-                     resamples: int = 200, seed: int = 0, seconds: Mapping[str, float] | None = None) -> pd.DataFrame:
+                     resamples: int = 200, seed: int = 0, seconds: Mapping[str, float] | None = None,
+                     intervals: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per candidate (a column of ``candidates`` beside ``sample_index``; higher = more
     memorized), in the candidates' order; ``seconds``: each candidate's cost and ``"epoch"``
-    (:func:`cost_columns`)."""
+    (:func:`cost_columns`); ``intervals``: :func:`spearman_intervals` when the caller has them already."""
     names = score_columns(candidates)
     recovered = recovery_vs_baseline(candidates, fz, top_pct, resamples, seed)
-    intervals = spearman_intervals(candidates, fz, resamples, seed).set_index("score")
+    if intervals is None:
+        intervals = spearman_intervals(candidates, fz, resamples, seed)
+    intervals = intervals.set_index("score")
     rows = []
     for name in names:
         rho = spearman_against(candidates[["sample_index", name]], fz, top_pct=top_pct, score_column=name)

@@ -44,9 +44,10 @@ def run(cfg: DictConfig) -> dict:
     fz_table, metrics = write_fz_reference(cfg, out)
     candidates, seconds, _ = candidate_scores(cfg)
     ceiling = attenuation_ceiling(metrics["fz_reliability"])
-    table = validation_table(candidates, fz_table, ceiling, seconds=seconds)
+    intervals = spearman_intervals(candidates, fz_table)  # one bootstrap for both files
+    table = validation_table(candidates, fz_table, ceiling, seconds=seconds, intervals=intervals)
     atomic_write_csv(table, out / "validation.csv")
-    atomic_write_csv(spearman_intervals(candidates, fz_table), out / "spearman_intervals.csv")  # small: archived
+    atomic_write_csv(intervals, out / "spearman_intervals.csv")  # small: archived
     atomic_write_csv(candidates.merge(fz_table, on="sample_index"), out / "scores.csv")
     title = f"{data_set_name(cfg)}: Spearman with FZ ({int(cfg.fz.models)} models, reliability {metrics['fz_reliability']:.2f})"
     plot_validation(table, out / "validation.png", title=title)
