@@ -5,7 +5,7 @@
 The job is :func:`memlab.tasks.runner.main`: memlab's own errors (config, data, model loading) print one
 line to stderr and exit 1; ``HYDRA_FULL_ERROR=1`` or ``-v`` shows the traceback. A sweep with
 failed jobs exits 1 after its reports are written. ``data.limit_train=N`` works without ``+`` for every text
-data set (:data:`OPTIONAL_KEYS`).
+data set (:func:`memlab.config_overrides.with_optional_keys`).
 """
 import os
 import sys
@@ -14,13 +14,10 @@ import hydra
 from omegaconf import DictConfig
 
 from memlab.config_dir import config_dir
-from memlab.config_overrides import with_data_setup
+from memlab.config_overrides import with_data_setup, with_optional_keys
 from memlab.help import help_text, wants_help
 
 VERBOSE_FLAGS = ("-v", "--verbose")
-# keys that every text data module takes (a code default) but no data YAML holds, so that adding one would not
-# move the cache keys of the configs without it: given as plain ``key=value``, they are added (``++key=value``)
-OPTIONAL_KEYS = ("data.limit_train",)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -28,11 +25,6 @@ def main(cfg: DictConfig) -> float | None:
     from memlab.tasks.runner import main as run_job  # here, so that --help loads no torch
 
     return run_job(cfg)
-
-
-def with_optional_keys(args: list[str]) -> list[str]:
-    """``args`` with each plain override of an :data:`OPTIONAL_KEYS` key made ``++key=value`` (add or set)."""
-    return [f"++{a}" if a.split("=", 1)[0] in OPTIONAL_KEYS and "=" in a else a for a in args]
 
 
 def cli() -> None:

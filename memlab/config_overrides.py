@@ -6,6 +6,10 @@ your own *text* data with DistilBERT. ``data=image_folder`` needs the feature ML
 ``setup=image_folder``; Hydra cannot pick a setup from the data choice (a defaults-list interpolation
 sees only its parents' choices, and its subtree may not override groups), so ``python -m memlab``
 adds ``setup=image_folder`` itself (:func:`with_data_setup`). An explicit ``setup=...`` wins.
+
+Keys every text data module takes as a code default but no data YAML holds (adding one there would move
+the cache keys of the configs without it), e.g. ``data.limit_train``: a plain ``key=value`` becomes
+``++key=value`` (:func:`with_optional_keys`).
 """
 from __future__ import annotations
 
@@ -51,3 +55,11 @@ def with_data_setup(overrides: Sequence[str]) -> list[str]:
     # next to the data override, not at the end: argparse refuses positionals after a trailing flag
     at = max(i for i, o in enumerate(overrides) if o.split("=", 1)[0].lstrip("+") == "data") + 1
     return [*overrides[:at], f"setup={DATA_SETUPS[data]}", *overrides[at:]]
+
+
+OPTIONAL_KEYS = ("data.limit_train",)
+
+
+def with_optional_keys(args: Sequence[str]) -> list[str]:
+    """``args`` with each plain override of an :data:`OPTIONAL_KEYS` key made ``++key=value`` (add or set)."""
+    return [f"++{a}" if a.split("=", 1)[0] in OPTIONAL_KEYS and "=" in a else a for a in args]

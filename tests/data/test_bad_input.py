@@ -10,7 +10,7 @@ import pytest
 from hydra.utils import instantiate
 
 from conftest import compose
-from memlab.__main__ import with_optional_keys
+from memlab.config_overrides import with_optional_keys
 from memlab.data.custom_source import CustomColumns, read_custom
 from memlab.data.empty_texts import check_no_empty_texts, drop_empty_texts
 from memlab.data.text import TextDataModule
